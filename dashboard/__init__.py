@@ -1,0 +1,1 @@
+"""Tiller's Streamlit dashboard: runs, one run live, comparisons."""

@@ -1,0 +1,15 @@
+"""Tiller's store: one SQLite file (``runs/tiller.db``) holding runs, per-epoch
+metrics, config versions, events and checkpoints.
+
+    from store import Store
+    store = Store("runs")
+    with store.start_run(model="mlp", dataset="digits") as run:
+        run.log(1, {"train/loss": 0.4, "val/accuracy": 0.91})
+    store.metrics([run.id])          # pandas DataFrame
+"""
+
+from store.paths import resolve_runs_dir, safe_component
+from store.run import Run
+from store.store import HEARTBEAT_TIMEOUT_S, SOURCES, STATUSES, RunNotFound, Store
+
+__all__ = ["Store", "Run", "RunNotFound", "resolve_runs_dir", "safe_component", "STATUSES", "SOURCES", "HEARTBEAT_TIMEOUT_S"]

@@ -1,0 +1,32 @@
+"""Opening the database: one file, WAL, a busy timeout, migrations on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from store.migrations import migrate
+
+BUSY_TIMEOUT_MS = 10_000  # writers wait this long for a lock before raising
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open (creating and migrating if needed) the database at ``path``.
+
+    ``check_same_thread=False`` because Streamlit serves sessions from several
+    threads and the trainer beats its heartbeat from one; ``Store`` guards the
+    connection with a lock.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # WAL lets the dashboard read while a trainer writes; NORMAL sync survives a
+    # process crash (only an OS crash can lose the last commit).
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db

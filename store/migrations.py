@@ -1,0 +1,89 @@
+"""Schema migrations, applied in order when a database is opened.
+
+Each migration runs once; ``PRAGMA user_version`` records how many have run.
+Append new migrations to ``MIGRATIONS``; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+
+def _create_core_tables(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": str,
+            "name": str,
+            "status": str,  # running / paused / finished / failed / stopped
+            "model": str,
+            "dataset": str,
+            "run_dir": str,
+            "created": float,  # unix seconds, UTC
+            "updated": float,
+            "heartbeat": float,
+            "pid": int,
+            "host": str,
+            "error": str,  # traceback of a failed run
+        },
+        pk="id",
+    )
+    db["metrics"].create(
+        {"run_id": str, "epoch": int, "split": str, "name": str, "value": float, "time": float},
+        pk=("run_id", "epoch", "split", "name"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    # The primary key already serves (run_id, epoch...) lookups; this one serves
+    # "one metric of one run" and "best value of a metric across runs".
+    db["metrics"].create_index(["run_id", "split", "name", "epoch"], index_name="metrics_by_name")
+    db["config_versions"].create(
+        {
+            "run_id": str,
+            "version": int,
+            "epoch": int,  # first epoch trained with this config
+            "config": str,  # full config, JSON
+            "diff": str,  # {key: [old, new]} against the previous version, JSON
+            "source": str,  # user / file / llm / cli
+            "reason": str,
+            "time": float,
+        },
+        pk=("run_id", "version"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["events"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "time": float,
+            "epoch": int,
+            "level": str,  # info / warning / error
+            "message": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["events"].create_index(["run_id", "id"], index_name="events_by_run")
+    db["checkpoints"].create(
+        {
+            "run_id": str,
+            "kind": str,  # last / best
+            "epoch": int,
+            "path": str,
+            "metric": str,
+            "value": float,
+            "time": float,
+        },
+        pk=("run_id", "kind"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
+MIGRATIONS = [_create_core_tables]
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring ``db`` up to the newest schema, one transaction per migration."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for index, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db.conn:
+            migration(db)
+            db.execute(f"PRAGMA user_version = {index}")

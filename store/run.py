@@ -1,0 +1,84 @@
+"""``Run``: the handle a training loop logs through.
+
+    with store.start_run(model="mlp", dataset="digits") as run:
+        for epoch in range(1, 6):
+            ...
+            run.log(epoch, {"train/loss": 0.3, "val/accuracy": 0.9, "lr": 1e-3})
+
+Leaving the block marks the run finished; an exception marks it failed with the
+traceback (and re-raises); Ctrl-C marks it stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from store.store import Store
+
+HEARTBEAT_INTERVAL_S = 5.0
+
+
+class Run:
+    def __init__(self, store: "Store", run_id: str):
+        self.store = store
+        self.id = run_id
+        self.dir: Path = store.runs_dir / run_id
+        self._final_status = "finished"
+        self._stop_beating = threading.Event()
+        self._beater: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "Run":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._beater = threading.Thread(target=self._beat_forever, name=f"heartbeat-{self.id}", daemon=True)
+        self._beater.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._stop_beating.set()
+        if self._beater is not None:
+            self._beater.join(timeout=HEARTBEAT_INTERVAL_S)
+        if exc_type is None:
+            self.store.update_run(self.id, status=self._final_status)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.event("warning", "Interrupted from the keyboard; run stopped.")
+            self.store.update_run(self.id, status="stopped")
+        else:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.event("error", f"Run failed: {exc_type.__name__}: {exc}")
+            self.store.update_run(self.id, status="failed", error=text)
+        return False  # never swallow the exception
+
+    def _beat_forever(self) -> None:
+        while not self._stop_beating.wait(HEARTBEAT_INTERVAL_S):
+            try:
+                self.store.beat(self.id)
+            except Exception:  # a missed beat must never kill training
+                pass
+
+    def mark_stopped(self) -> None:
+        """The run ends on a user's stop request: record ``stopped``, not ``finished``."""
+        self._final_status = "stopped"
+
+    # -------------------------------------------------------------- logging
+
+    def log(self, epoch: int, metrics: Mapping[str, float] | None = None, **named: float) -> None:
+        """Log one epoch's metrics: ``{"train/loss": ...}`` and/or ``lr=...``."""
+        self.store.log_metrics(self.id, epoch, {**(metrics or {}), **named})
+
+    def event(self, level: str, message: str, epoch: int | None = None) -> None:
+        self.store.add_event(self.id, level, message, epoch)
+
+    def config_version(self, config: Mapping[str, Any], *, source: str, reason: str = "", epoch: int) -> int:
+        return self.store.add_config_version(self.id, config, source=source, reason=reason, epoch=epoch)
+
+    def set_status(self, status: str) -> None:
+        self.store.update_run(self.id, status=status)
+
+    def checkpoint(self, *, kind: str, epoch: int, path: str | Path, metric: str = "", value: float | None = None) -> None:
+        self.store.record_checkpoint(self.id, kind=kind, epoch=epoch, path=path, metric=metric, value=value)

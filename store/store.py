@@ -1,0 +1,291 @@
+"""The Store: every query Tiller makes against ``runs/tiller.db``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from store.configdiff import diff_configs
+from store.db import connect
+from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
+from store.run import Run
+
+STATUSES = ("running", "paused", "finished", "failed", "stopped")
+LIVE_STATUSES = ("running", "paused")
+# A live run whose heartbeat is older than this is shown as "crashed". The
+# trainer beats every few seconds, so a minute means the process is gone.
+HEARTBEAT_TIMEOUT_S = 60.0
+LEVELS = ("info", "warning", "error")
+SOURCES = ("user", "file", "llm", "cli")
+
+
+class RunNotFound(LookupError):
+    """No run matches the given id or prefix."""
+
+
+def split_metric_key(key: str) -> tuple[str, str]:
+    """``"val/loss"`` -> ``("val", "loss")``; ``"lr"`` -> ``("", "lr")``."""
+    split, _, name = key.rpartition("/")
+    return split, name
+
+
+class Store:
+    """A connection to one runs folder's database.
+
+    Both the trainer (writer of its own run's rows) and the dashboard (reader)
+    use this class; nothing else in Tiller writes SQL.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike | None = None):
+        self.runs_dir = resolve_runs_dir(runs_dir)
+        self.db_path = self.runs_dir / DB_FILENAME
+        self.db = connect(self.db_path)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    # ----------------------------------------------------------------- writes
+
+    def create_run(
+        self,
+        *,
+        model: str,
+        dataset: str,
+        name: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Insert a new running run and return its id (unique, path-safe)."""
+        base = run_id or make_run_id(model)
+        now = time.time()
+        with self._lock, self.db.conn:
+            candidate, n = base, 1
+            while self.db["runs"].count_where("id = ?", [candidate]):
+                n += 1
+                candidate = f"{base}_{n}"
+            run_dir = run_dir_for(self.runs_dir, candidate)
+            self.db["runs"].insert(
+                {
+                    "id": candidate,
+                    "name": name or candidate,
+                    "status": "running",
+                    "model": model,
+                    "dataset": dataset,
+                    "run_dir": str(run_dir),
+                    "created": now,
+                    "updated": now,
+                    "heartbeat": now,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "error": None,
+                }
+            )
+        return candidate
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status {fields['status']!r}; expected one of {STATUSES}")
+        now = time.time()
+        fields.setdefault("updated", now)
+        with self._lock, self.db.conn:
+            self.db["runs"].update(run_id, fields)
+
+    def beat(self, run_id: str) -> None:
+        """Record that the run's process is alive."""
+        with self._lock, self.db.conn:
+            self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", [time.time(), run_id])
+
+    def log_metrics(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Store one epoch's metrics; keys are ``"split/name"`` or a bare ``"name"``.
+
+        Logging the same (epoch, split, name) again replaces the value.
+        """
+        now = time.time()
+        rows = []
+        for key, value in metrics.items():
+            split, name = split_metric_key(key)
+            rows.append((run_id, int(epoch), split, name, float(value), now))
+        with self._lock, self.db.conn:
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, epoch, split, name, value, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self.db.execute("UPDATE runs SET updated = ?, heartbeat = ? WHERE id = ?", [now, now, run_id])
+
+    def add_config_version(
+        self,
+        run_id: str,
+        config: Mapping[str, Any],
+        *,
+        source: str,
+        reason: str = "",
+        epoch: int,
+    ) -> int:
+        """Record ``config`` as the run's next version; returns the version number."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+        with self._lock, self.db.conn:
+            previous = self._latest_config_row(run_id)
+            version = previous["version"] + 1 if previous else 1
+            old = json.loads(previous["config"]) if previous else None
+            self.db["config_versions"].insert(
+                {
+                    "run_id": run_id,
+                    "version": version,
+                    "epoch": int(epoch),
+                    "config": json.dumps(dict(config), ensure_ascii=False),
+                    "diff": json.dumps(diff_configs(old, config) if old else {}, ensure_ascii=False),
+                    "source": source,
+                    "reason": reason,
+                    "time": time.time(),
+                }
+            )
+        return version
+
+    def add_event(self, run_id: str, level: str, message: str, epoch: int | None = None) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
+        with self._lock, self.db.conn:
+            self.db["events"].insert(
+                {"run_id": run_id, "time": time.time(), "epoch": epoch, "level": level, "message": message}
+            )
+
+    def record_checkpoint(
+        self, run_id: str, *, kind: str, epoch: int, path: str | Path, metric: str = "", value: float | None = None
+    ) -> None:
+        with self._lock, self.db.conn:
+            self.db["checkpoints"].upsert(
+                {
+                    "run_id": run_id,
+                    "kind": kind,
+                    "epoch": int(epoch),
+                    "path": str(path),
+                    "metric": metric,
+                    "value": value,
+                    "time": time.time(),
+                },
+                pk=("run_id", "kind"),
+            )
+
+    # ------------------------------------------------------------------ reads
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
+        with self._lock:
+            return pd.read_sql_query(sql, self.db.conn, params=list(params))
+
+    def _latest_config_row(self, run_id: str) -> dict | None:
+        rows = list(
+            self.db.query(
+                "SELECT version, config FROM config_versions WHERE run_id = ? ORDER BY version DESC LIMIT 1",
+                [run_id],
+            )
+        )
+        return rows[0] if rows else None
+
+    def runs(self) -> pd.DataFrame:
+        """All runs, newest first, with progress and best validation accuracy.
+
+        ``status`` reads ``crashed`` for a live run whose heartbeat stopped.
+        """
+        df = self._query(
+            """
+            SELECT r.*,
+              (SELECT MAX(epoch) FROM metrics m WHERE m.run_id = r.id) AS epoch,
+              (SELECT json_extract(c.config, '$.num_epochs') FROM config_versions c
+                 WHERE c.run_id = r.id ORDER BY c.version DESC LIMIT 1) AS num_epochs,
+              (SELECT MAX(value) FROM metrics m
+                 WHERE m.run_id = r.id AND m.split = 'val' AND m.name = 'accuracy') AS best_val_accuracy
+            FROM runs r ORDER BY r.created DESC, r.id DESC
+            """
+        )
+        stale = df["status"].isin(LIVE_STATUSES) & (time.time() - df["heartbeat"] > HEARTBEAT_TIMEOUT_S)
+        df.loc[stale, "status"] = "crashed"
+        return df
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        df = self.runs()
+        match = df[df["id"] == run_id]
+        if match.empty:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return match.iloc[0].to_dict()
+
+    def find_run(self, ref: str) -> str:
+        """Resolve a run reference: an exact id, a unique id prefix, or ``latest``."""
+        with self._lock:
+            if ref == "latest":
+                rows = list(self.db.query("SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT 1"))
+            else:
+                rows = list(self.db.query("SELECT id FROM runs WHERE id = ?", [ref])) or list(
+                    self.db.query("SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", [len(ref), ref])
+                )
+        if not rows:
+            raise RunNotFound(f"no run matches {ref!r}")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise RunNotFound(f"{ref!r} matches several runs ({ids}); give more of the id")
+        return rows[0]["id"]
+
+    def metrics(
+        self,
+        run_ids: Iterable[str] | None = None,
+        names: Iterable[str] | None = None,
+        splits: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Metrics in long form (run_id, epoch, split, name, value, time)."""
+        where, params = [], []
+        for column, values in (("run_id", run_ids), ("name", names), ("split", splits)):
+            if values is not None:
+                values = list(values)
+                where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._query(
+            f"SELECT run_id, epoch, split, name, value, time FROM metrics {clause} ORDER BY run_id, epoch, split, name",
+            params,
+        )
+
+    def config_versions(self, run_id: str) -> pd.DataFrame:
+        """The run's config history; ``config`` and ``diff`` parsed to dicts."""
+        df = self._query("SELECT * FROM config_versions WHERE run_id = ? ORDER BY version", [run_id])
+        df["config"] = df["config"].map(json.loads)
+        df["diff"] = df["diff"].map(json.loads)
+        return df
+
+    def current_config(self, run_id: str) -> dict[str, Any]:
+        """The config the run trains with now (its latest version)."""
+        with self._lock:
+            row = self._latest_config_row(run_id)
+        if row is None:
+            raise RunNotFound(f"run {run_id!r} has no recorded config")
+        return json.loads(row["config"])
+
+    def latest_configs(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The current config of each run, for comparisons."""
+        return {run_id: self.current_config(run_id) for run_id in run_ids}
+
+    def events(self, run_id: str, limit: int | None = None) -> pd.DataFrame:
+        """The run's events, newest first."""
+        sql = "SELECT time, epoch, level, message FROM events WHERE run_id = ? ORDER BY id DESC"
+        params: list[Any] = [run_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._query(sql, params)
+
+    def checkpoints(self, run_id: str) -> pd.DataFrame:
+        return self._query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY kind", [run_id])
+
+    # -------------------------------------------------------------- tracking
+
+    def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None):
+        """Open a run for logging; use as ``with store.start_run(...) as run:``."""
+        return Run(self, self.create_run(model=model, dataset=dataset, name=name, run_id=run_id))

@@ -1,0 +1,1 @@
+"""Tiller's trainer: the config schema, the live-config watcher and the training loop."""

@@ -1,0 +1,247 @@
+"""The ``tiller`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from store import RunNotFound, Store, resolve_runs_dir
+from store.paths import RUNS_DIR_ENV
+from trainer.config import ConfigError, describe_keys, validate_config
+from trainer.live_config import CONFIG_FILENAME, parse_live_file, request_change, request_control
+from trainer import cli_views as report
+
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+DEMO_RUNS = (
+    # A quick baseline first, so the compare page has two runs to put side by side.
+    ("digits MLP baseline (seed 001)", {"model_name": "mlp", "num_epochs": 30}),
+    # Then a real CNN that trains for several minutes on 2 CPU cores: time to steer it.
+    ("digits ResNet-18 (steer me)", {"model_name": "resnet18", "img_size": 32, "num_epochs": 30,
+                                     "batch_size": 32, "learning_rate": 1e-3, "dropout_rate": 0.2}),
+)
+
+
+# --------------------------------------------------------------------- helpers
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as JSON when it parses (``0.01``, ``true``), else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from None
+    return parse_live_file(text).values
+
+
+def open_store(args) -> Store:
+    return Store(args.runs_dir)
+
+
+def live_config_path(store: Store, run_id: str) -> Path:
+    return store.runs_dir / run_id / CONFIG_FILENAME
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"tiller: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -------------------------------------------------------------------- commands
+
+def cmd_train(args) -> None:
+    from trainer.loop import train  # torch loads only for the commands that train
+
+    try:
+        values = load_config_file(args.config) if args.config else {}
+        values.update(dict(args.set or []))
+        config = validate_config(values)
+    except ConfigError as exc:
+        where = f" in {args.config}" if args.config else ""
+        fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
+    train(config, open_store(args), name=args.name, source="cli",
+          reason=f"started from {args.config}" if args.config else "started from the command line")
+
+
+def cmd_dashboard(args) -> None:
+    sys.exit(run_dashboard(args.runs_dir, port=args.port, host=args.host, open_browser=not args.no_browser))
+
+
+def run_dashboard(runs_dir: str | None, *, port: int, host: str, open_browser: bool) -> int:
+    env = {**os.environ, RUNS_DIR_ENV: str(resolve_runs_dir(runs_dir))}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        "--server.port", str(port), "--server.address", host,
+        "--server.headless", "false" if open_browser else "true",
+        "--browser.gatherUsageStats", "false",
+    ]
+    print(f"Tiller dashboard: http://{'localhost' if host == '127.0.0.1' else host}:{port}")
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_demo(args) -> None:
+    runs_dir = resolve_runs_dir(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runs_dir / "demo-trainer.log"
+    print(f"Tiller demo: training on scikit-learn's digits in the background (log: {log_path}).")
+    trainer = DemoTrainer(runs_dir, log_path)
+    trainer.start()
+    try:
+        run_dashboard(str(runs_dir), port=args.port, host=args.host, open_browser=not args.no_browser)
+    finally:
+        trainer.stop()
+
+
+class DemoTrainer(threading.Thread):
+    """Runs the demo's training commands one after the other, in child processes."""
+
+    def __init__(self, runs_dir: Path, log_path: Path):
+        super().__init__(name="demo-trainer", daemon=True)
+        self.runs_dir, self.log_path = runs_dir, log_path
+        self.child: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for name, overrides in DEMO_RUNS:
+                if self.stopping.is_set():
+                    return
+                command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(self.runs_dir), "--name", name]
+                for key, value in overrides.items():
+                    command += ["--set", f"{key}={json.dumps(value)}"]
+                self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                self.child.wait()
+
+    def stop(self) -> None:
+        """Ctrl-C on the demo stops the training too (the run is recorded as stopped)."""
+        self.stopping.set()
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(subprocess.signal.SIGINT)
+            try:
+                self.child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+
+
+def cmd_runs(args) -> None:
+    runs = open_store(args).runs()
+    if args.json:
+        print(json.dumps(report.runs_records(runs), indent=2, ensure_ascii=False))
+    else:
+        print(report.runs_table(runs))
+
+
+def cmd_show(args) -> None:
+    store = open_store(args)
+    run_id = resolve_run(store, args.run)
+    details = report.run_details(store, run_id, live_config_path(store, run_id))
+    if args.json:
+        print(json.dumps(details, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(report.run_text(details))
+
+
+def cmd_set(args) -> None:
+    store = open_store(args)
+    run_id = resolve_run(store, args.run)
+    updates = dict(args.assignments)
+    current = store.current_config(run_id)
+    try:
+        validate_config({**current, **updates})
+    except ConfigError as exc:
+        fail("not sent:\n  - " + "\n  - ".join(exc.problems))
+    request_change(live_config_path(store, run_id), updates, source="cli", reason=args.reason, fallback=current)
+    print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items())
+          + " (applies at the next epoch boundary)")
+
+
+def cmd_control(args) -> None:
+    store = open_store(args)
+    run_id = resolve_run(store, args.run)
+    control = {"pause": "pause", "resume": "run", "stop": "stop"}[args.command]
+    request_control(live_config_path(store, run_id), control, fallback=store.current_config(run_id))
+    print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
+
+
+def cmd_keys(args) -> None:
+    print(report.keys_table(describe_keys()))
+
+
+def resolve_run(store: Store, ref: str) -> str:
+    try:
+        return store.find_run(ref)
+    except RunNotFound as exc:
+        fail(str(exc))
+
+
+# ---------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR",
+                        help=f"where runs live (default ./runs, or ${RUNS_DIR_ENV})")
+    parser = argparse.ArgumentParser(prog="tiller", description="Watch and steer PyTorch training runs.",
+                                     parents=[common])
+    parser.set_defaults(runs_dir=None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("demo", cmd_demo, "train on built-in data in the background and open the dashboard")
+    _dashboard_options(p)
+    p = add("train", cmd_train, "train a run from a config file")
+    p.add_argument("--config", type=Path, help="JSON config (missing keys take their defaults)")
+    p.add_argument("--set", type=parse_assignment, action="append", metavar="KEY=VALUE",
+                   help="override one key, e.g. --set learning_rate=0.01 (repeatable)")
+    p.add_argument("--name", help="a readable name for the run")
+    p = add("dashboard", cmd_dashboard, "serve the dashboard")
+    _dashboard_options(p)
+    p = add("runs", cmd_runs, "list runs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("show", cmd_show, "show a run: config, versions, metrics, events")
+    p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("set", cmd_set, "change hot config keys of a running run at its next epoch")
+    p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p.add_argument("assignments", type=parse_assignment, nargs="+", metavar="KEY=VALUE")
+    p.add_argument("--reason", default="", help="why; recorded with the config version")
+    for verb, text in (("pause", "pause a run at its next step"), ("resume", "resume a paused run"),
+                       ("stop", "stop a run at its next step")):
+        p = add(verb, cmd_control, text)
+        p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    add("keys", cmd_keys, "list config keys: defaults, bounds, which may change mid-run")
+    return parser
+
+
+def _dashboard_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: only this machine can reach it)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+

@@ -1,0 +1,131 @@
+"""What ``tiller runs`` and ``tiller show`` print, as text or as JSON-ready data."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from store import Store
+from trainer.config import ConfigError
+from trainer.live_config import parse_live_file
+
+
+def local_time(seconds: float | None) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def progress(row: dict[str, Any]) -> str:
+    done = 0 if pd.isna(row.get("epoch")) else int(row["epoch"])
+    total = "?" if pd.isna(row.get("num_epochs")) else int(row["num_epochs"])
+    return f"{done}/{total}"
+
+
+def _clean(value: Any) -> Any:
+    """NaN and numpy scalars to what json can write."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def runs_records(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _clean(v) for k, v in row.items()} for row in runs.to_dict("records")]
+
+
+def runs_table(runs: pd.DataFrame) -> str:
+    if runs.empty:
+        return "No runs yet. Start one with `tiller demo` or `tiller train --config CONFIG.json`."
+    rows = [
+        {
+            "ID": r["id"],
+            "NAME": r["name"] if r["name"] != r["id"] else "",
+            "STATUS": r["status"],
+            "MODEL": r["model"],
+            "EPOCH": progress(r),
+            "BEST VAL ACC": "" if pd.isna(r["best_val_accuracy"]) else f"{r['best_val_accuracy']:.4f}",
+            "UPDATED": local_time(r["updated"]),
+        }
+        for r in runs.to_dict("records")
+    ]
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def run_details(store: Store, run_id: str, config_path: Path) -> dict[str, Any]:
+    """Everything about one run: the record, config in force, pending edit, history, metrics, events."""
+    versions = store.config_versions(run_id)
+    return {
+        "run": {k: _clean(v) for k, v in store.run(run_id).items()},
+        "config": store.current_config(run_id),
+        "live_config_file": str(config_path),
+        "pending_edit": pending_edit(config_path, store.current_config(run_id)),
+        "config_versions": [
+            {k: _clean(v) for k, v in row.items()} for row in versions.drop(columns=["run_id"]).to_dict("records")
+        ],
+        "metrics": runs_records(store.metrics([run_id]).drop(columns=["run_id"])),
+        "events": runs_records(store.events(run_id)),
+    }
+
+
+def pending_edit(config_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What the live file asks for that the run has not applied yet (or why it cannot)."""
+    try:
+        live = parse_live_file(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ConfigError, UnicodeDecodeError, OSError) as exc:
+        return {"error": str(exc)}
+    changes = {k: [config.get(k), v] for k, v in live.values.items() if config.get(k) != v}
+    if not changes and live.control == "run":
+        return None
+    return {"changes": changes, "control": live.control}
+
+
+def run_text(details: dict[str, Any]) -> str:
+    run = details["run"]
+    lines = [
+        f"{run['id']}  [{run['status']}]  {run['model']} on {run['dataset']}",
+        f"  name      {run['name']}",
+        f"  created   {local_time(run['created'])}   updated {local_time(run['updated'])}",
+        f"  progress  epoch {progress(run)}   best val accuracy {run.get('best_val_accuracy') or '-'}",
+        f"  process   pid {run['pid']} on {run['host']}",
+        f"  config    {details['live_config_file']}",
+    ]
+    if run.get("error"):
+        lines += ["", "Error:", run["error"].rstrip()]
+    lines += ["", "Config in force:"] + [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in details["config"].items()]
+    if details["pending_edit"]:
+        lines += ["", f"Pending edit (applies at the next boundary): {json.dumps(details['pending_edit'], ensure_ascii=False)}"]
+    lines += ["", "Config versions:"]
+    for v in details["config_versions"]:
+        diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in v["diff"].items()) or "initial"
+        reason = f" - {v['reason']}" if v["reason"] else ""
+        lines.append(f"  v{v['version']} epoch {v['epoch']} [{v['source']}] {diff}{reason}")
+    lines += ["", "Metrics per epoch:", metrics_text(details["metrics"])]
+    lines += ["", "Events (newest first):"]
+    lines += [f"  {local_time(e['time'])} {e['level']:7} {e['message']}" for e in details["events"]] or ["  none"]
+    return "\n".join(lines)
+
+
+def metrics_text(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "  none yet"
+    df = pd.DataFrame(records)
+    df["metric"] = [f"{s}/{n}" if s else n for s, n in zip(df["split"], df["name"])]
+    wide = df.pivot_table(index="epoch", columns="metric", values="value", sort=False)
+    return wide.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def keys_table(rows: list[dict[str, Any]]) -> str:
+    table = pd.DataFrame(rows)
+    table["hot"] = table["hot"].map({True: "yes", False: "no"})
+    return table.rename(columns=str.upper).to_string(index=False)

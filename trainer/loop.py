@@ -1,0 +1,250 @@
+"""The training loop: one epoch at a time, steerable between epochs.
+
+Order of one epoch, top to bottom:
+  1. take the pending edit of the live config (validate, apply, record)
+  2. train, checking pause/stop at every step boundary
+  3. evaluate on the validation split
+  4. log metrics, save last (and best) checkpoint
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from store import Run, Store
+from trainer.checkpoint import save_checkpoint
+from trainer.config import ConfigError, TrainConfig
+from trainer.data import DataSplit, load_data, train_loader, val_loader
+from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
+from trainer.models import build_model
+from trainer.steering import apply_change, decode_edit, review_edit
+from trainer.watcher import ConfigWatcher
+
+PAUSE_POLL_S = 0.2
+
+
+class StopRequested(Exception):
+    """The live config asked the run to stop."""
+
+
+@dataclass
+class TrainingState:
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: DataSplit
+    device: torch.device
+    batch_size: int
+    best_val_accuracy: float = float("-inf")
+    paused_seconds: float = field(default=0.0)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "SGD":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    optimizer_class = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}[config.optimizer]
+    return optimizer_class(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(
+    config: TrainConfig,
+    store: Store,
+    *,
+    name: str | None = None,
+    source: str = "cli",
+    reason: str = "",
+    say: Callable[[str], None] = print,
+) -> str:
+    """Train ``config`` as a new run in ``store``; returns the run id."""
+    torch.manual_seed(config.seed)
+    device = pick_device()
+    data = load_data(config)
+    model = build_model(config, data).to(device)
+    state = TrainingState(config, model, build_optimizer(config, model), data, device, config.batch_size)
+    with store.start_run(model=config.model_name, dataset=config.dataset, name=name) as run:
+        config_path = run.dir / CONFIG_FILENAME
+        write_atomic(config_path, render_live_file(config.model_dump()))
+        run.config_version(config.model_dump(), source=source, reason=reason or "initial config", epoch=1)
+        run.event(
+            "info",
+            f"Started {config.model_name} on {config.dataset}: {len(data.train)} training and "
+            f"{len(data.val)} validation samples, {data.num_classes} classes, on {device}.",
+        )
+        say(f"run {run.id}  (steer it by editing {config_path})")
+        with ConfigWatcher(config_path) as watcher:
+            EpochLoop(state, run, watcher, config_path, say).run()
+    return run.id
+
+
+class EpochLoop:
+    def __init__(self, state: TrainingState, run: Run, watcher: ConfigWatcher, config_path: Path, say):
+        self.state, self.run_, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
+
+    def run(self) -> None:
+        epoch = 1
+        while True:
+            self.take_pending_edit(epoch)
+            if epoch > self.state.config.num_epochs:
+                break
+            started, self.state.paused_seconds = time.perf_counter(), 0.0
+            try:
+                metrics = self.train_epoch(epoch)
+            except StopRequested:
+                self.run_.mark_stopped()
+                self.run_.event("warning", f"Stopped during epoch {epoch} on request; the last "
+                                f"checkpoint is from epoch {epoch - 1}.", epoch)
+                self.say(f"stopped during epoch {epoch}")
+                return
+            metrics.update(self.evaluate())
+            metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
+            metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
+            self.run_.log(epoch, metrics)
+            self.save_checkpoints(epoch, metrics)
+            self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
+            epoch += 1
+        best = self.state.best_val_accuracy
+        self.run_.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
+
+    # ---------------------------------------------------------------- steering
+
+    def take_pending_edit(self, epoch: int) -> None:
+        """Validate and apply the last complete edit of the live config, if any."""
+        raw = self.watcher.take_edit()
+        if raw is None:
+            if not self.config_path.exists():
+                self.restore_file(None)
+                self.run_.event("warning", "The live config file was deleted; it was written again.", epoch)
+            return
+        try:
+            change = review_edit(decode_edit(raw), self.state.config, epochs_done=epoch - 1)
+        except ConfigError as exc:
+            kept = keep_rejected(self.config_path, raw)
+            self.restore_file(raw)
+            self.run_.event(
+                "error",
+                f"Rejected config edit before epoch {epoch}: {exc}. Training goes on with the last "
+                f"good config; the rejected file is kept as {kept.name}.",
+                epoch,
+            )
+            self.say(f"rejected config edit: {exc}")
+            return
+        if change is None:
+            return
+        done = apply_change(self.state, change)
+        version = self.run_.config_version(
+            change.config.model_dump(), source=change.note.source, reason=change.note.reason, epoch=epoch
+        )
+        self.restore_file(raw)
+        summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
+        why = f" ({change.note.reason})" if change.note.reason else ""
+        self.run_.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
+                        f"{summary}{why}. " + "; ".join(done), epoch)
+        self.say(f"config v{version} ({change.note.source}): {summary}")
+
+    def restore_file(self, expected: bytes | None) -> None:
+        """Rewrite the file as the config in force, unless someone edited it meanwhile."""
+        try:
+            if expected is not None and self.config_path.read_bytes() != expected:
+                return  # a newer edit arrived: leave it for the next boundary
+        except FileNotFoundError:
+            pass
+        write_atomic(self.config_path, render_live_file(self.state.config.model_dump(), self.watcher.control))
+
+    def at_step_boundary(self, epoch: int, step: int) -> None:
+        """Honour pause and stop requests between two optimizer steps."""
+        if self.watcher.control == "pause":
+            self.wait_while_paused(epoch, step)
+        if self.watcher.control == "stop":
+            raise StopRequested
+
+    def wait_while_paused(self, epoch: int, step: int) -> None:
+        self.run_.set_status("paused")
+        self.run_.event("info", f"Paused in epoch {epoch} before step {step + 1}.", epoch)
+        self.say(f"paused in epoch {epoch}")
+        began = time.perf_counter()
+        while self.watcher.control == "pause":
+            time.sleep(PAUSE_POLL_S)
+            self.watcher.refresh_control()  # in case a change notification was missed
+        self.state.paused_seconds += time.perf_counter() - began
+        if self.watcher.control == "run":
+            self.run_.set_status("running")
+            self.run_.event("info", f"Resumed in epoch {epoch}.", epoch)
+            self.say("resumed")
+
+    # ---------------------------------------------------------------- training
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        state = self.state
+        state.model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        began = time.perf_counter()
+        for step, (inputs, targets) in enumerate(train_loader(state.data, state.batch_size, state.config.seed, epoch)):
+            self.at_step_boundary(epoch, step)
+            inputs, targets = inputs.to(state.device), targets.to(state.device)
+            state.optimizer.zero_grad(set_to_none=True)
+            logits = state.model(inputs)
+            loss = F.cross_entropy(logits, targets)
+            loss.backward()
+            state.optimizer.step()
+            loss_sum += loss.item() * len(targets)
+            correct += (logits.argmax(dim=1) == targets).sum().item()
+            seen += len(targets)
+        seconds = time.perf_counter() - began - state.paused_seconds
+        return {
+            "train/loss": loss_sum / seen,
+            "train/accuracy": correct / seen,
+            "samples_per_sec": seen / max(seconds, 1e-9),
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        state = self.state
+        state.model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for inputs, targets in val_loader(state.data, state.batch_size):
+            inputs, targets = inputs.to(state.device), targets.to(state.device)
+            logits = state.model(inputs)
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == targets).sum().item()
+            seen += len(targets)
+        return {"val/loss": loss_sum / seen, "val/accuracy": correct / seen}
+
+    def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
+        state = self.state
+        payload = {
+            "epoch": epoch,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "config": state.config.model_dump(),
+            "metrics": metrics,
+        }
+        last = self.run_.dir / "checkpoints" / "last.pt"
+        save_checkpoint(last, payload)
+        self.run_.checkpoint(kind="last", epoch=epoch, path=last, metric="val/accuracy", value=metrics["val/accuracy"])
+        if metrics["val/accuracy"] > state.best_val_accuracy:
+            state.best_val_accuracy = metrics["val/accuracy"]
+            best = self.run_.dir / "checkpoints" / "best.pt"
+            save_checkpoint(best, payload)
+            self.run_.checkpoint(kind="best", epoch=epoch, path=best, metric="val/accuracy",
+                                 value=metrics["val/accuracy"])
+
+
+def format_epoch(epoch: int, total: int, m: dict[str, float]) -> str:
+    return (
+        f"epoch {epoch}/{total}  train loss {m['train/loss']:.4f} acc {m['train/accuracy']:.4f}  "
+        f"val loss {m['val/loss']:.4f} acc {m['val/accuracy']:.4f}  lr {m['lr']:.3g}  "
+        f"{m['epoch_seconds']:.1f}s  {m['samples_per_sec']:.0f} samples/s"
+    )

@@ -1,0 +1,78 @@
+"""Notices edits of the live config file while the trainer is busy.
+
+A watchdog observer flags every change of the file at once, and reads its
+``control`` key so pause and stop reach the loop at the next step. Full
+validation waits for the epoch boundary (``take_edit``), where only the last
+complete content counts, however many saves came before it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from trainer.config import ConfigError
+from trainer.live_config import parse_live_file
+
+
+class ConfigWatcher(FileSystemEventHandler):
+    def __init__(self, path: Path):
+        self.path = path.resolve()
+        self.control = "run"
+        self._edited = threading.Event()
+        self._seen_stat: tuple[int, int] | None = self._stat()
+        self._observer = Observer()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> "ConfigWatcher":
+        self._observer.schedule(self, str(self.path.parent), recursive=False)
+        self._observer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    # ------------------------------------------------------ watchdog callbacks
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = {event.src_path, getattr(event, "dest_path", "")}
+        if str(self.path) in {str(Path(p)) for p in paths if p}:
+            self._edited.set()
+            self.refresh_control()
+
+    # ---------------------------------------------------------------- queries
+
+    def refresh_control(self) -> None:
+        """Adopt the file's ``control`` value, if the file is readable right now."""
+        try:
+            self.control = parse_live_file(self.path.read_text(encoding="utf-8")).control
+        except (OSError, UnicodeDecodeError, ConfigError):
+            pass  # a half-written or bad file: keep the last control; the epoch boundary reports it
+
+    def take_edit(self) -> bytes | None:
+        """The file's bytes if it changed since the last call, else ``None``.
+
+        Also compares size and mtime, so an edit is not missed on file systems
+        where change notifications do not arrive (network mounts).
+        """
+        stat = self._stat()
+        if not self._edited.is_set() and stat == self._seen_stat:
+            return None
+        self._edited.clear()
+        self._seen_stat = stat
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None  # deleted: keep training on the last good config
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
