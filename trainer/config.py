@@ -119,7 +119,8 @@ def _problem(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(config)"
     if error["type"] == "extra_forbidden":
         return _unknown_key_message(key)
-    return f"{key}: {error['msg'].lower()} (got {error.get('input')!r})"
+    message = error["msg"][:1].lower() + error["msg"][1:]
+    return f"{key}: {message} (got {error.get('input')!r})"
 
 
 def validate_config(data: Mapping[str, Any]) -> TrainConfig:
@@ -132,11 +133,11 @@ def validate_config(data: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError([_problem(e) for e in exc.errors()]) from None
 
 
-def frozen_violations(current: TrainConfig, proposed: TrainConfig) -> list[str]:
-    """Messages for fixed keys that ``proposed`` tries to change."""
+def frozen_violations(current: TrainConfig, values: Mapping[str, Any]) -> list[str]:
+    """Messages for fixed keys whose value in ``values`` differs from the run's."""
     return [
         f"{key}: fixed for the life of the run (it is {getattr(current, key)!r}, the edit asks for "
-        f"{getattr(proposed, key)!r}); start a new run to change it"
+        f"{values[key]!r}); start a new run to change it"
         for key in frozen_keys()
-        if getattr(current, key) != getattr(proposed, key)
+        if key in values and values[key] != getattr(current, key)
     ]

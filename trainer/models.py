@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import timm
 import torch.nn as nn
 
 from trainer.config import TrainConfig
@@ -24,6 +23,8 @@ def build_model(config: TrainConfig, data: DataSplit) -> nn.Module:
     if config.model_name == "mlp":
         in_features = data.in_channels * data.image_size * data.image_size
         return mlp(in_features, config.hidden_size, data.num_classes, config.dropout_rate)
+    import timm  # slow to import; only timm models need it
+
     if not timm.is_model(config.model_name):
         raise ValueError(f"unknown model {config.model_name!r}: use 'mlp' or a timm model name")
     return timm.create_model(

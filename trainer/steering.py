@@ -38,12 +38,13 @@ def review_edit(live: LiveFile, current: TrainConfig, epochs_done: int) -> Accep
     Keys missing from the file keep their current values, so a file holding
     only ``{"learning_rate": 0.01}`` is a valid edit.
     """
-    proposed = validate_config({**current.model_dump(), **live.values})
-    problems = frozen_violations(current, proposed)
+    problems = frozen_violations(current, live.values)
+    try:
+        proposed = validate_config({**current.model_dump(), **live.values})
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems) from None
     if proposed.num_epochs < epochs_done:
-        problems.append(
-            f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained"
-        )
+        problems.append(f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained")
     if problems:
         raise ConfigError(problems)
     diff = diff_configs(current.model_dump(), proposed.model_dump())

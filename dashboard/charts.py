@@ -1,0 +1,135 @@
+"""Store DataFrames -> Plotly figures. Pure functions, no Streamlit: testable alone.
+
+Metrics come in the store's long form (run_id, epoch, split, name, value).
+
+No colours, fonts or template are fixed here: traces take the template's
+colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
+follow the user's light or dark theme, and on their own they use Plotly's
+default. Backgrounds are transparent and the config-change markers a neutral
+grey for the same reason: both read on a light and on a dark page.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+SPLIT_TITLES = {"train": "Training", "val": "Validation", "": ""}
+NAME_TITLES = {
+    "loss": "loss",
+    "accuracy": "accuracy",
+    "lr": "learning rate",
+    "epoch_seconds": "seconds per epoch",
+    "samples_per_sec": "samples per second",
+}
+MARKER_GREY = "rgba(128, 128, 128, 0.8)"  # visible on white and on near-black
+
+
+def metric_title(split: str, name: str) -> str:
+    """``("val", "accuracy")`` -> ``"Validation accuracy"``; ``("", "lr")`` -> ``"Learning rate"``."""
+    words = " ".join(w for w in (SPLIT_TITLES.get(split, split), NAME_TITLES.get(name, name)) if w)
+    return words[:1].upper() + words[1:]
+
+
+def _select(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
+    rows = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
+    return rows.sort_values("epoch")
+
+
+def _layout(fig: go.Figure, *, title: str, y_title: str, last_epoch: int) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        yaxis_title=y_title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        margin=dict(l=10, r=10, t=70, b=10),
+        hovermode="x unified",
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        # A constant uirevision keeps the user's zoom and hidden traces when the
+        # live page redraws the figure with one more epoch.
+        uirevision="keep",
+    )
+    # Epochs are whole numbers: never let Plotly put a tick at epoch 1.5.
+    fig.update_xaxes(tickformat="d", tick0=1, dtick=max(1, math.ceil(last_epoch / 12)))
+    return fig
+
+
+def _last_epoch(frame: pd.DataFrame) -> int:
+    return int(frame["epoch"].max()) if not frame.empty else 1
+
+
+def train_val_figure(metrics: pd.DataFrame, name: str) -> go.Figure:
+    """Training (markers) and validation (line) values of ``name`` per epoch, as in seed 004."""
+    fig = go.Figure()
+    for split, mode in (("train", "markers"), ("val", "lines")):
+        rows = _select(metrics, split, name)
+        if mode == "lines" and len(rows) == 1:
+            mode = "lines+markers"  # a line through one point draws nothing
+        fig.add_scatter(
+            x=rows["epoch"], y=rows["value"], mode=mode, name=metric_title(split, name),
+            hovertemplate="%{y:.4f}",
+        )
+    title = f"Training and validation {NAME_TITLES.get(name, name)}"
+    return _layout(fig, title=title, y_title=NAME_TITLES.get(name, name),
+                   last_epoch=_last_epoch(metrics[metrics["name"] == name]))
+
+
+def _change_hover(version: Mapping) -> str:
+    """Hover text of one config version; user text is escaped (Plotly reads tags in it)."""
+    lines = [f"<b>v{version['version']}</b> from {html.escape(version['source'])}, epoch {version['epoch']}"]
+    lines += [
+        html.escape(f"{key}: {old!r} → {new!r}") for key, (old, new) in version["diff"].items()
+    ]
+    if version["reason"]:
+        lines.append(html.escape(f"reason: {version['reason']}"))
+    return "<br>".join(lines)
+
+
+def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
+    """Learning rate per epoch, with a dotted line where each later config version took effect."""
+    lr = _select(metrics, "", "lr")
+    fig = go.Figure()
+    # The lr holds for a whole epoch, so draw steps rather than slopes.
+    fig.add_scatter(x=lr["epoch"], y=lr["value"], mode="lines+markers", line_shape="hv",
+                    name="learning rate", hovertemplate="%{y:.3g}")
+    changes = versions[versions["version"] > 1] if not versions.empty else versions
+    for change in changes.to_dict("records"):
+        hover = _change_hover(change)
+        fig.add_vline(
+            x=change["epoch"], line_dash="dot", line_color=MARKER_GREY,
+            annotation_text=f"v{change['version']} {change['source']}", annotation_position="top",
+            annotation_hovertext=hover, annotation_font_color=MARKER_GREY,
+        )
+    if not changes.empty:
+        # Markers at the lr each version set, so hovering the curve shows the change too.
+        fig.add_scatter(
+            x=changes["epoch"], y=[c.get("learning_rate") for c in changes["config"]],
+            mode="markers", name="config change", marker=dict(symbol="diamond", size=11, color=MARKER_GREY),
+            hovertext=[_change_hover(c) for c in changes.to_dict("records")], hoverinfo="text",
+        )
+    last_epoch = max([_last_epoch(lr)] + [int(e) for e in changes["epoch"]])
+    _layout(fig, title="Learning rate and config changes", y_title="learning rate", last_epoch=last_epoch)
+    values = [v for v in lr["value"] if v > 0]
+    if values and max(values) / min(values) >= 10:
+        fig.update_yaxes(type="log")  # an lr cut by 10x should look like a step, not a cliff
+    return fig
+
+
+def compare_figure(metrics: pd.DataFrame, split: str, name: str, labels: Mapping[str, str]) -> go.Figure:
+    """One line per run (in ``labels``' order) of one metric over epochs."""
+    fig = go.Figure()
+    for run_id, label in labels.items():
+        rows = _select(metrics[metrics["run_id"] == run_id], split, name)
+        fig.add_scatter(x=rows["epoch"], y=rows["value"], mode="lines+markers", name=label,
+                        hovertemplate="%{y:.4g}")
+    title = metric_title(split, name)
+    selected = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
+    _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],
+            last_epoch=_last_epoch(selected))
+    fig.update_layout(hovermode="closest")  # runs rarely share epochs' values; hover one point
+    return fig

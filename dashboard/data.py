@@ -1,0 +1,93 @@
+"""What the pages read, through the Store API only, cached briefly.
+
+Every cached query is keyed by the runs folder, so two folders (or two tests)
+never see each other's rows. The TTL matches the live refresh: a page that
+redraws every 2 s asks the database at most once per interval, however many
+browser sessions are open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import streamlit as st
+
+from store import Store, resolve_runs_dir
+from trainer.live_config import CONFIG_FILENAME
+
+REFRESH_S = 2.0  # how often live parts of the pages redraw
+CACHE_TTL_S = REFRESH_S
+
+
+def runs_dir() -> str:
+    """The runs folder: ``$TILLER_RUNS_DIR`` (set by ``tiller dashboard``), else ``./runs``."""
+    return str(resolve_runs_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(folder: str) -> Store:
+    # One connection per folder for the whole server; Store locks it per query.
+    return Store(folder)
+
+
+def store() -> Store:
+    return _store(runs_dir())
+
+
+def live_config_path(run_id: str) -> Path:
+    return Path(runs_dir()) / run_id / CONFIG_FILENAME
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _runs(folder: str) -> pd.DataFrame:
+    return _store(folder).runs()
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _metrics(folder: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return _store(folder).metrics(run_ids)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _config_versions(folder: str, run_id: str) -> pd.DataFrame:
+    return _store(folder).config_versions(run_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _events(folder: str, run_id: str, limit: int | None) -> pd.DataFrame:
+    return _store(folder).events(run_id, limit)
+
+
+def runs() -> pd.DataFrame:
+    """All runs, newest first (see ``Store.runs``)."""
+    return _runs(runs_dir())
+
+
+def run_record(run_id: str) -> dict[str, Any] | None:
+    match = runs()[lambda df: df["id"] == run_id]
+    return None if match.empty else match.iloc[0].to_dict()
+
+
+def fresh_run_record(run_id: str) -> dict[str, Any]:
+    """The run as it is right now, bypassing the cache: for checks before writing."""
+    return store().run(run_id)
+
+
+def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
+    return _metrics(runs_dir(), tuple(run_ids))
+
+
+def config_versions(run_id: str) -> pd.DataFrame:
+    return _config_versions(runs_dir(), run_id)
+
+
+def current_config(run_id: str) -> dict[str, Any] | None:
+    """The config in force (the latest version), or ``None`` before the first one is recorded."""
+    versions = config_versions(run_id)
+    return None if versions.empty else dict(versions.iloc[-1]["config"])
+
+
+def events(run_id: str, limit: int | None = None) -> pd.DataFrame:
+    return _events(runs_dir(), run_id, limit)

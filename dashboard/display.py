@@ -1,0 +1,99 @@
+"""Small text helpers every page uses: status badges, local times, labels, diffs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import streamlit as st
+
+STATUS_ICONS = {
+    "running": "🟢",
+    "paused": "⏸️",
+    "finished": "✅",
+    "failed": "❌",
+    "stopped": "⏹️",
+    "crashed": "💥",
+}
+LIVE_STATUSES = ("running", "paused")
+
+# Why a run can no longer be steered, shown instead of an enabled form.
+ENDED_EXPLANATIONS = {
+    "finished": "This run finished; its config can no longer change. Start a new run to train again.",
+    "failed": "This run failed (see the events below); its config can no longer change.",
+    "stopped": "This run was stopped; its config can no longer change.",
+    "crashed": (
+        "The trainer of this run stopped sending heartbeats, so its process is probably gone; "
+        "nothing would read a change."
+    ),
+}
+
+# Characters that Markdown gives a meaning to; escaped so that names, reasons
+# and messages typed by users always render as the text they typed.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md_escape(text: Any) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def status_label(status: str) -> str:
+    return f"{STATUS_ICONS.get(status, '❔')} {status}"
+
+
+def is_live(status: str) -> bool:
+    return status in LIVE_STATUSES
+
+
+def user_timezone() -> str | None:
+    """The browser's IANA time zone, when the browser told Streamlit."""
+    try:
+        return st.context.timezone
+    except Exception:  # no browser session (bare script run)
+        return None
+
+
+def local_time(seconds: float | None, tz_name: str | None = None) -> str:
+    """``seconds`` (unix time) in the user's zone, else the server's local zone."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    try:
+        zone = ZoneInfo(tz_name) if tz_name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = None
+    moment = datetime.fromtimestamp(seconds, zone) if zone else datetime.fromtimestamp(seconds).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def value_text(value: Any) -> str:
+    """A config value as JSON text (``0.001``, ``"mlp"``, ``null``): the form users type it in."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def diff_text(diff: Mapping[str, list[Any]]) -> str:
+    """``{"learning_rate": [0.001, 0.01]}`` -> ``learning_rate 0.001 → 0.01``."""
+    return ", ".join(f"{key} {value_text(old)} → {value_text(new)}" for key, (old, new) in diff.items())
+
+
+def epochs_done(run: Mapping[str, Any]) -> int:
+    return 0 if pd.isna(run.get("epoch")) else int(run["epoch"])
+
+
+def progress_text(run: Mapping[str, Any]) -> str:
+    total = "?" if pd.isna(run.get("num_epochs")) else int(run["num_epochs"])
+    return f"{epochs_done(run)}/{total}"
+
+
+def run_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """A readable, unique label per run id: its name, plus the id when names repeat."""
+    names = runs["name"].fillna(runs["id"])
+    repeated = set(names[names.duplicated(keep=False)])
+    return {
+        run_id: f"{name} ({run_id})" if name in repeated and name != run_id else name
+        for run_id, name in zip(runs["id"], names)
+    }
