@@ -97,22 +97,22 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
     # The lr holds for a whole epoch, so draw steps rather than slopes.
     fig.add_scatter(x=lr["epoch"], y=lr["value"], mode="lines+markers", line_shape="hv",
                     name="learning rate", hovertemplate="%{y:.3g}")
-    changes = versions[versions["version"] > 1] if not versions.empty else versions
-    for change in changes.to_dict("records"):
-        hover = _change_hover(change)
+    # Version 1 is the config the run started with; later versions are changes.
+    changes = [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
+    for change in changes:
         fig.add_vline(
             x=change["epoch"], line_dash="dot", line_color=MARKER_GREY,
             annotation_text=f"v{change['version']} {change['source']}", annotation_position="top",
-            annotation_hovertext=hover, annotation_font_color=MARKER_GREY,
+            annotation_hovertext=_change_hover(change), annotation_font_color=MARKER_GREY,
         )
-    if not changes.empty:
+    if changes:
         # Markers at the lr each version set, so hovering the curve shows the change too.
         fig.add_scatter(
-            x=changes["epoch"], y=[c.get("learning_rate") for c in changes["config"]],
+            x=[c["epoch"] for c in changes], y=[c["config"].get("learning_rate") for c in changes],
             mode="markers", name="config change", marker=dict(symbol="diamond", size=11, color=MARKER_GREY),
-            hovertext=[_change_hover(c) for c in changes.to_dict("records")], hoverinfo="text",
+            hovertext=[_change_hover(c) for c in changes], hoverinfo="text",
         )
-    last_epoch = max([_last_epoch(lr)] + [int(e) for e in changes["epoch"]])
+    last_epoch = max([_last_epoch(lr)] + [int(c["epoch"]) for c in changes])
     _layout(fig, title="Learning rate and config changes", y_title="learning rate", last_epoch=last_epoch)
     values = [v for v in lr["value"] if v > 0]
     if values and max(values) / min(values) >= 10:
@@ -129,7 +129,5 @@ def compare_figure(metrics: pd.DataFrame, split: str, name: str, labels: Mapping
                         hovertemplate="%{y:.4g}")
     title = metric_title(split, name)
     selected = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
-    _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],
-            last_epoch=_last_epoch(selected))
-    fig.update_layout(hovermode="closest")  # runs rarely share epochs' values; hover one point
-    return fig
+    return _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],
+                   last_epoch=_last_epoch(selected))

@@ -30,7 +30,6 @@ class TrainConfig(BaseModel):
                             description="'mlp' (seed 001) or any timm model name")
     dataset: Literal["digits"] = Field("digits", json_schema_extra=FROZEN,
                                        description="built-in scikit-learn digits (8x8 grey, 10 classes)")
-    data_dir: str = Field("", json_schema_extra=FROZEN, description="folder of the data set, when it has one")
     img_size: int = Field(8, ge=8, le=1024, json_schema_extra=FROZEN,
                           description="images are resized to img_size x img_size; digits are 8x8 natively")
     hidden_size: int = Field(128, ge=1, le=65536, json_schema_extra=FROZEN,

@@ -1,0 +1,48 @@
+"""What the run page may ask of a run, decided without Streamlit.
+
+The page writes requests through ``trainer.live_config`` (the one steering
+channel); these helpers decide what to send and whether it would be accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from dashboard.display import is_live
+from trainer.config import ConfigError, validate_config
+
+
+def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The submitted keys whose values differ from the config in force.
+
+    Sending only these leaves every other key of the live file alone, so an
+    edit made meanwhile from elsewhere (the CLI, an editor) is not undone.
+    """
+    return {key: value for key, value in submitted.items() if value != config.get(key)}
+
+
+def change_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
+    """Why the trainer would reject ``updates`` at its next epoch boundary, if it would."""
+    try:
+        proposed = validate_config({**config, **updates})
+    except ConfigError as exc:
+        return exc.problems
+    if "num_epochs" in updates and proposed.num_epochs < epochs_done:
+        # The trainer checks this too; saying so here saves a rejected edit.
+        return [f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained"]
+    return []
+
+
+def allowed_controls(status: str, requested: str) -> dict[str, bool]:
+    """Which of pause / resume (``run``) / stop make sense now.
+
+    ``requested`` is the control the live file asks for: the trainer honours it
+    at its next step, so a pause already asked for can be cancelled with resume
+    before the status shows ``paused``.
+    """
+    live = is_live(status)
+    return {
+        "pause": live and status == "running" and requested == "run",
+        "run": live and requested == "pause",
+        "stop": live and requested != "stop",
+    }

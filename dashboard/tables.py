@@ -1,0 +1,116 @@
+"""Store DataFrames -> the tables the pages show. Plain pandas, testable alone.
+
+Config values are shown as JSON text: one column then holds numbers and
+strings alike, and reads the way users type values in the live config file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+from dashboard.display import diff_text, epochs_done, local_time, progress_text, status_label, value_text
+from trainer.config import describe_keys
+
+LEVEL_ICONS = {"info": "ℹ️ info", "warning": "⚠️ warning", "error": "🔴 error"}
+
+
+def runs_table(runs: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
+    """One row per run, newest first, as the runs page lists them."""
+    return pd.DataFrame(
+        {
+            "open": [f"run?run={run_id}" for run_id in runs["id"]],
+            "status": [status_label(s) for s in runs["status"]],
+            "name": runs["name"],
+            "model": runs["model"],
+            "epoch": [progress_text(r) for r in runs.to_dict("records")],
+            "best val accuracy": runs["best_val_accuracy"],
+            "last update": [local_time(t, tz_name) for t in runs["updated"]],
+            "started": [local_time(t, tz_name) for t in runs["created"]],
+        }
+    )
+
+
+def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
+    """The config in force, with when each key may change."""
+    applies = {row["key"]: row["applies"] for row in describe_keys()}
+    return pd.DataFrame(
+        {
+            "key": list(config),
+            "value": [value_text(v) for v in config.values()],
+            "can change": [applies.get(k, "") for k in config],
+        }
+    )
+
+
+def pending_table(changes: Mapping[str, list[Any]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "key": list(changes),
+            "in force": [value_text(old) for old, _ in changes.values()],
+            "requested": [value_text(new) for _, new in changes.values()],
+        }
+    )
+
+
+def versions_table(versions: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
+    """The config history, newest first: what changed, from which epoch, who asked and why."""
+    rows = versions.sort_values("version", ascending=False)
+    return pd.DataFrame(
+        {
+            "version": rows["version"],
+            "from epoch": rows["epoch"],
+            "source": rows["source"],
+            "changes": [diff_text(d) or "initial config" for d in rows["diff"]],
+            "reason": rows["reason"],
+            "recorded": [local_time(t, tz_name) for t in rows["time"]],
+        }
+    )
+
+
+def events_table(events: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": [local_time(t, tz_name) for t in events["time"]],
+            "epoch": events["epoch"].astype("Int64"),
+            "level": [LEVEL_ICONS.get(level, level) for level in events["level"]],
+            "message": events["message"],
+        }
+    )
+
+
+def config_diff_table(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Keys whose values differ between the configs (label -> config); one column per run."""
+    keys: list[str] = []
+    for config in configs.values():
+        keys += [k for k in config if k not in keys]
+    differing = [k for k in keys if len({value_text(c.get(k)) for c in configs.values()}) > 1]
+    table = pd.DataFrame({"key": differing})
+    for label, config in configs.items():
+        table[label] = [value_text(config.get(k)) for k in differing]
+    return table
+
+
+def final_metrics_table(runs: pd.DataFrame, metrics: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """Per run: the last epoch's train/val loss and accuracy, the best val accuracy, the epochs."""
+    rows = []
+    for run in runs.to_dict("records"):
+        own = metrics[metrics["run_id"] == run["id"]]
+        last = own[own["epoch"] == own["epoch"].max()] if not own.empty else own
+        value = {f"{s}/{n}": v for s, n, v in zip(last["split"], last["name"], last["value"])}
+        best = own[(own["split"] == "val") & (own["name"] == "accuracy")]["value"]
+        rows.append(
+            {
+                "run": labels.get(run["id"], run["id"]),
+                "run id": run["id"],
+                "status": run["status"],
+                "epochs": epochs_done(run),
+                "train loss": value.get("train/loss"),
+                "val loss": value.get("val/loss"),
+                "train accuracy": value.get("train/accuracy"),
+                "val accuracy": value.get("val/accuracy"),
+                "best val accuracy": best.max() if not best.empty else None,
+            }
+        )
+    return pd.DataFrame(rows)
