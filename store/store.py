@@ -196,27 +196,30 @@ class Store:
 
         ``status`` reads ``crashed`` for a live run whose heartbeat stopped.
         """
+        return self._runs_where("1", [])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        df = self._runs_where("r.id = ?", [run_id])
+        if df.empty:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return df.iloc[0].to_dict()
+
+    def _runs_where(self, condition: str, params: list[Any]) -> pd.DataFrame:
         df = self._query(
-            """
+            f"""
             SELECT r.*,
               (SELECT MAX(epoch) FROM metrics m WHERE m.run_id = r.id) AS epoch,
               (SELECT json_extract(c.config, '$.num_epochs') FROM config_versions c
                  WHERE c.run_id = r.id ORDER BY c.version DESC LIMIT 1) AS num_epochs,
               (SELECT MAX(value) FROM metrics m
                  WHERE m.run_id = r.id AND m.split = 'val' AND m.name = 'accuracy') AS best_val_accuracy
-            FROM runs r ORDER BY r.created DESC, r.id DESC
-            """
+            FROM runs r WHERE {condition} ORDER BY r.created DESC, r.id DESC
+            """,
+            params,
         )
         stale = df["status"].isin(LIVE_STATUSES) & (time.time() - df["heartbeat"] > HEARTBEAT_TIMEOUT_S)
         df.loc[stale, "status"] = "crashed"
         return df
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        df = self.runs()
-        match = df[df["id"] == run_id]
-        if match.empty:
-            raise RunNotFound(f"no run with id {run_id!r}")
-        return match.iloc[0].to_dict()
 
     def find_run(self, ref: str) -> str:
         """Resolve a run reference: an exact id, a unique id prefix, or ``latest``."""

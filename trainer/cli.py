@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -75,7 +76,8 @@ def cmd_train(args) -> None:
         where = f" in {args.config}" if args.config else ""
         fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
     train(config, open_store(args), name=args.name, source="cli",
-          reason=f"started from {args.config}" if args.config else "started from the command line")
+          reason=f"started from {args.config}" if args.config else "started from the command line",
+          say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
 
 
 def cmd_dashboard(args) -> None:
