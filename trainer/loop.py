@@ -85,15 +85,15 @@ def train(
         )
         say(f"run {run.id}  (steer it by editing {config_path})")
         with ConfigWatcher(config_path) as watcher:
-            EpochLoop(state, run, watcher, config_path, say).run()
+            EpochLoop(state, run, watcher, config_path, say).run_to_end()
     return run.id
 
 
 class EpochLoop:
     def __init__(self, state: TrainingState, run: Run, watcher: ConfigWatcher, config_path: Path, say):
-        self.state, self.run_, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
+        self.state, self.run, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
 
-    def run(self) -> None:
+    def run_to_end(self) -> None:
         epoch = 1
         while True:
             self.take_pending_edit(epoch)
@@ -103,20 +103,20 @@ class EpochLoop:
             try:
                 metrics = self.train_epoch(epoch)
             except StopRequested:
-                self.run_.mark_stopped()
-                self.run_.event("warning", f"Stopped during epoch {epoch} on request; the last "
+                self.run.mark_stopped()
+                self.run.event("warning", f"Stopped during epoch {epoch} on request; the last "
                                 f"checkpoint is from epoch {epoch - 1}.", epoch)
                 self.say(f"stopped during epoch {epoch}")
                 return
             metrics.update(self.evaluate())
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
-            self.run_.log(epoch, metrics)
+            self.run.log(epoch, metrics)
             self.save_checkpoints(epoch, metrics)
             self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
             epoch += 1
         best = self.state.best_val_accuracy
-        self.run_.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
+        self.run.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
 
     # ---------------------------------------------------------------- steering
 
@@ -126,14 +126,14 @@ class EpochLoop:
         if raw is None:
             if not self.config_path.exists():
                 self.restore_file(None)
-                self.run_.event("warning", "The live config file was deleted; it was written again.", epoch)
+                self.run.event("warning", "The live config file was deleted; it was written again.", epoch)
             return
         try:
             change = review_edit(decode_edit(raw), self.state.config, epochs_done=epoch - 1)
         except ConfigError as exc:
             kept = keep_rejected(self.config_path, raw)
             self.restore_file(raw)
-            self.run_.event(
+            self.run.event(
                 "error",
                 f"Rejected config edit before epoch {epoch}: {exc}. Training goes on with the last "
                 f"good config; the rejected file is kept as {kept.name}.",
@@ -144,13 +144,13 @@ class EpochLoop:
         if change is None:
             return
         done = apply_change(self.state, change)
-        version = self.run_.config_version(
+        version = self.run.config_version(
             change.config.model_dump(), source=change.note.source, reason=change.note.reason, epoch=epoch
         )
         self.restore_file(raw)
         summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
         why = f" ({change.note.reason})" if change.note.reason else ""
-        self.run_.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
+        self.run.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
                         f"{summary}{why}. " + "; ".join(done), epoch)
         self.say(f"config v{version} ({change.note.source}): {summary}")
 
@@ -171,8 +171,8 @@ class EpochLoop:
             raise StopRequested
 
     def wait_while_paused(self, epoch: int, step: int) -> None:
-        self.run_.set_status("paused")
-        self.run_.event("info", f"Paused in epoch {epoch} before step {step + 1}.", epoch)
+        self.run.set_status("paused")
+        self.run.event("info", f"Paused in epoch {epoch} before step {step + 1}.", epoch)
         self.say(f"paused in epoch {epoch}")
         began = time.perf_counter()
         while self.watcher.control == "pause":
@@ -180,8 +180,8 @@ class EpochLoop:
             self.watcher.refresh_control()  # in case a change notification was missed
         self.state.paused_seconds += time.perf_counter() - began
         if self.watcher.control == "run":
-            self.run_.set_status("running")
-            self.run_.event("info", f"Resumed in epoch {epoch}.", epoch)
+            self.run.set_status("running")
+            self.run.event("info", f"Resumed in epoch {epoch}.", epoch)
             self.say("resumed")
 
     # ---------------------------------------------------------------- training
@@ -231,14 +231,14 @@ class EpochLoop:
             "config": state.config.model_dump(),
             "metrics": metrics,
         }
-        last = self.run_.dir / "checkpoints" / "last.pt"
+        last = self.run.dir / "checkpoints" / "last.pt"
         save_checkpoint(last, payload)
-        self.run_.checkpoint(kind="last", epoch=epoch, path=last, metric="val/accuracy", value=metrics["val/accuracy"])
+        self.run.checkpoint(kind="last", epoch=epoch, path=last, metric="val/accuracy", value=metrics["val/accuracy"])
         if metrics["val/accuracy"] > state.best_val_accuracy:
             state.best_val_accuracy = metrics["val/accuracy"]
-            best = self.run_.dir / "checkpoints" / "best.pt"
+            best = self.run.dir / "checkpoints" / "best.pt"
             save_checkpoint(best, payload)
-            self.run_.checkpoint(kind="best", epoch=epoch, path=best, metric="val/accuracy",
+            self.run.checkpoint(kind="best", epoch=epoch, path=best, metric="val/accuracy",
                                  value=metrics["val/accuracy"])
 
 
