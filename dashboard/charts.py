@@ -27,6 +27,8 @@ NAME_TITLES = {
     "samples_per_sec": "samples per second",
 }
 MARKER_GREY = "rgba(128, 128, 128, 0.8)"  # visible on white and on near-black
+LR_HEIGHT_PX = 340  # the lr is mostly flat steps: less height than the loss curves
+MAX_LR_TICKS = 8  # beyond this many distinct rates, labels at each would overlap
 
 
 def metric_title(split: str, name: str) -> str:
@@ -96,7 +98,7 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     # The lr holds for a whole epoch, so draw steps rather than slopes.
     fig.add_scatter(x=lr["epoch"], y=lr["value"], mode="lines+markers", line_shape="hv",
-                    name="learning rate", hovertemplate="%{y:.3g}")
+                    name="learning rate", hovertemplate="%{y:.3~g}")
     # Version 1 is the config the run started with; later versions are changes.
     changes = [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
     for change in changes:
@@ -113,10 +115,19 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
             hovertext=[_change_hover(c) for c in changes], hoverinfo="text",
         )
     last_epoch = max([_last_epoch(lr)] + [int(c["epoch"]) for c in changes])
-    _layout(fig, title="Learning rate and config changes", y_title="learning rate", last_epoch=last_epoch)
-    values = [v for v in lr["value"] if v > 0]
-    if values and max(values) / min(values) >= 10:
-        fig.update_yaxes(type="log")  # an lr cut by 10x should look like a step, not a cliff
+    _layout(fig, title="Learning rate and config changes", y_title="learning rate (log scale)",
+            last_epoch=last_epoch)
+    fig.update_layout(height=LR_HEIGHT_PX)
+    # Learning rates are changed by factors (÷10, ×3): on a log axis each change is a
+    # step of its true size. Ticks sit at the rates actually used, so each step of
+    # the curve is labelled with its value; the padding keeps a constant lr off the edges.
+    rates = set(lr["value"]) | {c["config"].get("learning_rate") for c in changes}
+    used = sorted(r for r in rates if r is not None and r > 0)
+    fig.update_yaxes(type="log", tickformat="~g")
+    if used:
+        fig.update_yaxes(range=[math.log10(used[0]) - 0.3, math.log10(used[-1]) + 0.3])
+        if len(used) <= MAX_LR_TICKS:
+            fig.update_yaxes(tickvals=used)
     return fig
 
 
@@ -126,7 +137,7 @@ def compare_figure(metrics: pd.DataFrame, split: str, name: str, labels: Mapping
     for run_id, label in labels.items():
         rows = _select(metrics[metrics["run_id"] == run_id], split, name)
         fig.add_scatter(x=rows["epoch"], y=rows["value"], mode="lines+markers", name=label,
-                        hovertemplate="%{y:.4g}")
+                        hovertemplate="%{y:.4~g}")
     title = metric_title(split, name)
     selected = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
     return _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],

@@ -1,4 +1,4 @@
-"""Small text helpers every page uses: status badges, local times, labels, diffs."""
+"""Small helpers every page uses: status badges, local times, labels, diffs, the empty state."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import streamlit as st
 
+from dashboard import data
+
 STATUS_ICONS = {
     "running": "🟢",
     "paused": "⏸️",
@@ -21,6 +23,15 @@ STATUS_ICONS = {
     "crashed": "💥",
 }
 LIVE_STATUSES = ("running", "paused")
+
+EMPTY_STATE = """
+**No runs yet in this folder.** Start one from a terminal:
+
+- `tiller demo` trains two models on built-in data and opens this dashboard, or
+- `tiller train --config CONFIG.json` (or `--set key=value ...`) trains your own config.
+
+New runs appear here within a couple of seconds.
+"""
 
 # Why a run can no longer be steered, shown instead of an enabled form.
 ENDED_EXPLANATIONS = {
@@ -33,9 +44,10 @@ ENDED_EXPLANATIONS = {
     ),
 }
 
-# Characters that Markdown gives a meaning to; escaped so that names, reasons
-# and messages typed by users always render as the text they typed.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# Characters that Markdown (or Streamlit's :color[...] and :emoji: syntax) gives a
+# meaning to inside a line; escaped so that names, reasons and messages typed by
+# users always render as the text they typed. Without [ and ] no link can form.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~$:])")
 
 
 def md_escape(text: Any) -> str:
@@ -97,3 +109,11 @@ def run_labels(runs: pd.DataFrame) -> dict[str, str]:
         run_id: f"{name} ({run_id})" if name in repeated and name != run_id else name
         for run_id, name in zip(runs["id"], names)
     }
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def wait_for_first_run() -> None:
+    """The empty state; reloads the page as soon as a run exists."""
+    if not data.runs().empty:
+        st.rerun(scope="app")
+    st.info(EMPTY_STATE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from dashboard.display import is_live
-from trainer.config import ConfigError, validate_config
+from trainer.config import ConfigError, TrainConfig, frozen_violations, validate_config
 
 
 def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,15 +22,26 @@ def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> d
 
 
 def change_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
-    """Why the trainer would reject ``updates`` at its next epoch boundary, if it would."""
+    """Why the trainer would reject ``updates`` at its next epoch boundary, if it would.
+
+    The same checks, in the same words, as ``trainer.steering.review_edit``
+    (which cannot be imported here without loading torch).
+    """
+    # A run recorded under an older schema may hold keys the schema has since dropped;
+    # they are not the user's doing, so only the keys the schema knows are checked.
+    known = {key: value for key, value in config.items() if key in TrainConfig.model_fields}
     try:
-        proposed = validate_config({**config, **updates})
-    except ConfigError as exc:
+        current = validate_config(known)
+    except ConfigError as exc:  # the run's own config: only if the schema changed under it
         return exc.problems
-    if "num_epochs" in updates and proposed.num_epochs < epochs_done:
-        # The trainer checks this too; saying so here saves a rejected edit.
-        return [f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained"]
-    return []
+    problems = frozen_violations(current, updates)
+    try:
+        proposed = validate_config({**known, **updates})
+    except ConfigError as exc:
+        return problems + exc.problems
+    if proposed.num_epochs < epochs_done:
+        problems.append(f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained")
+    return problems
 
 
 def allowed_controls(status: str, requested: str) -> dict[str, bool]:

@@ -13,6 +13,7 @@ import pandas as pd
 from dashboard.display import diff_text, epochs_done, local_time, progress_text, status_label, value_text
 from trainer.config import describe_keys
 
+ABSENT = "(not in this run's config)"
 LEVEL_ICONS = {"info": "ℹ️ info", "warning": "⚠️ warning", "error": "🔴 error"}
 
 
@@ -25,21 +26,21 @@ def runs_table(runs: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
             "name": runs["name"],
             "model": runs["model"],
             "epoch": [progress_text(r) for r in runs.to_dict("records")],
-            "best val accuracy": runs["best_val_accuracy"],
+            # Text, so that a run without a validated epoch shows a dash, not "None".
+            "best val accuracy": ["–" if pd.isna(v) else f"{v:.4f}" for v in runs["best_val_accuracy"]],
             "last update": [local_time(t, tz_name) for t in runs["updated"]],
-            "started": [local_time(t, tz_name) for t in runs["created"]],
         }
     )
 
 
 def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
-    """The config in force, with when each key may change."""
-    applies = {row["key"]: row["applies"] for row in describe_keys()}
+    """The config in force, with whether each key may change mid-run."""
+    hot = {row["key"]: row["hot"] for row in describe_keys()}
     return pd.DataFrame(
         {
             "key": list(config),
             "value": [value_text(v) for v in config.values()],
-            "can change": [applies.get(k, "") for k in config],
+            "changes": ["at the next epoch" if hot.get(k) else "fixed for the run" for k in config],
         }
     )
 
@@ -73,7 +74,7 @@ def events_table(events: pd.DataFrame, tz_name: str | None = None) -> pd.DataFra
     return pd.DataFrame(
         {
             "time": [local_time(t, tz_name) for t in events["time"]],
-            "epoch": events["epoch"].astype("Int64"),
+            "epoch": ["" if pd.isna(e) else str(int(e)) for e in events["epoch"]],
             "level": [LEVEL_ICONS.get(level, level) for level in events["level"]],
             "message": events["message"],
         }
@@ -81,14 +82,21 @@ def events_table(events: pd.DataFrame, tz_name: str | None = None) -> pd.DataFra
 
 
 def config_diff_table(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Keys whose values differ between the configs (label -> config); one column per run."""
+    """Keys whose values differ between the configs (label -> config); one column per run.
+
+    A key one config lacks (a run recorded under an older schema) shows as ``ABSENT``.
+    """
     keys: list[str] = []
     for config in configs.values():
         keys += [k for k in config if k not in keys]
-    differing = [k for k in keys if len({value_text(c.get(k)) for c in configs.values()}) > 1]
+
+    def cell(config: Mapping[str, Any], key: str) -> str:
+        return value_text(config[key]) if key in config else ABSENT
+
+    differing = [k for k in keys if len({cell(c, k) for c in configs.values()}) > 1]
     table = pd.DataFrame({"key": differing})
     for label, config in configs.items():
-        table[label] = [value_text(config.get(k)) for k in differing]
+        table[label] = [cell(config, k) for k in differing]
     return table
 
 

@@ -3,39 +3,50 @@
 import streamlit as st
 
 from dashboard import data
-from dashboard.display import is_live, md_escape, user_timezone
+from dashboard.display import EMPTY_STATE, is_live, md_escape, user_timezone
 from dashboard.tables import runs_table
-
-EMPTY_STATE = """
-**No runs yet in this folder.** Start one from a terminal:
-
-- `tiller demo` trains two small models on built-in data and opens this dashboard, or
-- `tiller train --config CONFIG.json` (or `--set key=value ...`) trains your own config.
-
-New runs appear here within a couple of seconds.
-"""
 
 COLUMNS = {
     "open": st.column_config.LinkColumn("run", help="Open the run's page", display_text=r"run\?run=(.*)"),
     "status": st.column_config.TextColumn("status", width="small"),
-    "best val accuracy": st.column_config.NumberColumn("best val accuracy", format="%.4f"),
     "last update": st.column_config.TextColumn("last update", help="In your local time"),
-    "started": st.column_config.TextColumn("started", help="In your local time"),
 }
+
+if "open_run" in st.session_state:
+    st.switch_page("app_pages/run.py", query_params={"run": st.session_state.pop("open_run")})
 
 st.title("Runs")
 st.caption(f"Runs folder: {md_escape(data.runs_dir())}")
 
 
+def remember_selected_run() -> None:
+    """Note the run of the row the user selected, and rerun the page to open it.
+
+    The row number refers to the table as the browser showed it, which may be
+    older than the runs read now (a new run shifts every row), so it is looked
+    up in the ids that table was drawn from. The page switch itself happens
+    outside the fragment: Streamlit cannot switch pages from inside one.
+    """
+    rows = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
+    shown = st.session_state.get("runs_shown", [])
+    if rows and rows[0] < len(shown):
+        st.session_state["open_run"] = shown[rows[0]]
+        st.rerun(scope="app")
+
+
 @st.fragment(run_every=data.REFRESH_S)
 def live_runs() -> None:
+    remember_selected_run()
     runs = data.runs()
     if runs.empty:
         st.info(EMPTY_STATE)
         return
     live = sum(is_live(s) for s in runs["status"])
-    st.caption(f"{len(runs)} runs, {live} live · refreshes every {data.REFRESH_S:g} s")
-    st.dataframe(runs_table(runs, user_timezone()), column_config=COLUMNS, hide_index=True, width="stretch")
+    st.caption(f"{len(runs)} runs, {live} live · refreshes every {data.REFRESH_S:g} s · "
+               "select a row to open the run here, or click its id to open it in a new tab")
+    st.session_state["runs_shown"] = runs["id"].tolist()
+    st.dataframe(runs_table(runs, user_timezone()), column_config=COLUMNS, hide_index=True, width="stretch",
+                 key="runs_table", on_select="rerun", selection_mode="single-row")
 
 
 live_runs()

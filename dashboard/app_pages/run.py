@@ -1,0 +1,165 @@
+"""Run page: one run, live (curves, config, history, events), and the controls to steer it.
+
+The run comes from ``?run=<id>`` (an id, a unique prefix, or ``latest``), else
+the newest live run, else the newest run.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.display import (
+    is_live, local_time, md_escape, progress_text, run_labels, status_label, user_timezone, wait_for_first_run,
+)
+from dashboard.steering_widgets import control_buttons, show_pending, steering_form
+from dashboard.tables import config_table, events_table, versions_table
+from store import RunNotFound
+from trainer.cli_views import pending_edit
+
+STATUS_COLORS = {"running": "green", "paused": "orange", "finished": "blue", "failed": "red",
+                 "stopped": "gray", "crashed": "red"}
+EVENTS_SHOWN = 200
+
+
+def default_run(runs: pd.DataFrame) -> str:
+    live = runs[runs["status"].map(is_live)]
+    return (live if not live.empty else runs)["id"].iloc[0]
+
+
+def _remember_pick() -> None:
+    # Keeps the URL in step with the picker, so a reload or a shared link shows the same run.
+    st.query_params["run"] = st.session_state["run_picker"]
+
+
+def pick_run(runs: pd.DataFrame) -> str:
+    ids = runs["id"].tolist()
+    ref = st.query_params.get("run")
+    if ref:
+        try:
+            st.session_state["run_picker"] = data.store().find_run(ref)
+        except RunNotFound as exc:
+            st.warning(f"{md_escape(exc)}. Showing another run instead.")
+    if st.session_state.get("run_picker") not in ids:
+        st.session_state["run_picker"] = default_run(runs)
+    labels = run_labels(runs)
+    # No status in the labels: the picker is not live, and a stale "running" next
+    # to a live "paused" badge would contradict it.
+    run_id = st.selectbox("Run", ids, key="run_picker", on_change=_remember_pick,
+                          format_func=lambda i: labels[i] if labels[i] == i else f"{labels[i]} · {i}")
+    st.query_params["run"] = run_id
+    return run_id
+
+
+# ----------------------------------------------------------------- sections
+
+
+def show_header(run: dict, config: dict | None, pending: dict | None) -> None:
+    tz = user_timezone()
+    st.header(md_escape(run["name"]), anchor=False)
+    st.badge(status_label(run["status"]), color=STATUS_COLORS.get(run["status"], "gray"))
+    st.caption(
+        f"{md_escape(run['id'])} · {md_escape(run['model'])} on {md_escape(run['dataset'])} · "
+        f"started {local_time(run['created'], tz)} · last update {local_time(run['updated'], tz)}"
+    )
+    total = run["num_epochs"]
+    if not pd.isna(total) and total:
+        st.progress(min(1.0, run["epoch"] / total if not pd.isna(run["epoch"]) else 0.0),
+                    text=f"Epoch {progress_text(run)}")
+    if config is not None:
+        control_buttons(run["id"], run["status"], config, pending)
+    if run["status"] == "failed" and isinstance(run.get("error"), str):
+        st.error(f"This run failed: {md_escape(run['error'].strip().splitlines()[-1])}")
+        with st.expander("Traceback"):
+            st.code(run["error"], language=None)
+
+
+def show_curves(run_id: str) -> None:
+    metrics = data.metrics([run_id])
+    if metrics.empty:
+        st.info("Waiting for the first epoch to finish; the curves appear after it.")
+        return
+    loss, accuracy = st.columns(2)
+    loss.plotly_chart(charts.train_val_figure(metrics, "loss"), key=f"loss-{run_id}", width="stretch")
+    accuracy.plotly_chart(charts.train_val_figure(metrics, "accuracy"), key=f"accuracy-{run_id}",
+                          width="stretch")
+    st.plotly_chart(charts.lr_figure(metrics, data.config_versions(run_id)), key=f"lr-{run_id}",
+                    width="stretch")
+
+
+def show_latest_error(events: pd.DataFrame) -> None:
+    errors = events[events["level"] == "error"]
+    if not errors.empty:
+        latest = errors.iloc[0]
+        st.error(f"Latest error ({local_time(latest['time'], user_timezone())}): {md_escape(latest['message'])}")
+
+
+# ------------------------------------------------------------ live fragments
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def live_overview(run_id: str) -> None:
+    run = data.run_record(run_id)
+    if run is None:
+        st.error(f"Run {md_escape(run_id)} is no longer in the database.")
+        return
+    config = data.current_config(run_id)
+    pending = pending_edit(data.live_config_path(run_id), config) if config else None
+    show_header(run, config, pending)
+    if run["status"] != "failed":  # a failed run's header already shows its error
+        show_latest_error(data.events(run_id, EVENTS_SHOWN))
+    show_curves(run_id)
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def live_config(run_id: str) -> None:
+    run, config = data.run_record(run_id), data.current_config(run_id)
+    if run is None or config is None:
+        return
+    st.subheader("Config in force", anchor=False)
+    show_pending(run, config, pending_edit(data.live_config_path(run_id), config))
+    table = config_table(config)
+    if not is_live(run["status"]):
+        table = table.drop(columns="changes")  # nothing changes in a run that has ended
+    st.dataframe(table, hide_index=True, width="stretch", height="content")
+    st.caption(f"Live config file: {md_escape(data.live_config_path(run_id))}")
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def live_history(run_id: str) -> None:
+    tz = user_timezone()
+    st.subheader("Config history", anchor=False)
+    st.dataframe(versions_table(data.config_versions(run_id), tz), hide_index=True, width="stretch",
+                 column_config={"changes": st.column_config.TextColumn(width="large")})
+    st.subheader("Events", anchor=False)
+    events = data.events(run_id, EVENTS_SHOWN)
+    if events.empty:
+        st.caption("No events yet.")
+    else:
+        st.dataframe(events_table(events, tz), hide_index=True, width="stretch",
+                     column_config={"message": st.column_config.TextColumn(width="large")})
+
+
+# --------------------------------------------------------------------- page
+
+runs = data.runs()
+if runs.empty:
+    st.title("Run")
+    wait_for_first_run()
+    st.stop()
+
+run_id = pick_run(runs)
+live_overview(run_id)
+
+form_column, config_column = st.columns(2, gap="large")
+with form_column:
+    st.subheader("Steer", anchor=False)
+    versions = data.config_versions(run_id)
+    if versions.empty:
+        st.info("This run has not recorded its config yet; steering opens once it has.")
+    else:
+        status = data.run_record(run_id)["status"]
+        steering_form(run_id, status, versions.iloc[-1]["config"], int(versions.iloc[-1]["version"]))
+with config_column:
+    live_config(run_id)
+
+live_history(run_id)

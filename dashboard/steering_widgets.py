@@ -1,0 +1,156 @@
+"""The run page's steering widgets: the hot-key form, pause/resume/stop, the pending edit.
+
+Every request goes through ``trainer.live_config``, which replaces the run's
+live config file atomically; the trainer validates and applies it, and records
+a config version with ``source="user"`` and the reason typed here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.display import ENDED_EXPLANATIONS, diff_text, epochs_done, is_live, md_escape
+from dashboard.steering import allowed_controls, change_problems, changed_values
+from dashboard.tables import pending_table
+from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds
+from trainer.live_config import request_change, request_control
+
+CONTROL_DONE = {
+    "pause": "Pause requested: the run pauses at its next training step.",
+    "run": "Resume requested: the run continues at its next training step.",
+    "stop": "Stop requested: the run stops at its next training step and keeps its last checkpoint.",
+}
+
+
+# ---------------------------------------------------------------- controls
+
+
+def requested_control(pending: Mapping[str, Any] | None) -> str:
+    """The control the live file asks for (``run`` when it asks for nothing)."""
+    return (pending or {}).get("control", "run")
+
+
+def _send_control(run_id: str, control: str, config: Mapping[str, Any]) -> None:
+    # A button callback: it runs before the rerun, so the buttons drawn next
+    # already reflect the request.
+    request_control(data.live_config_path(run_id), control, fallback=config)
+    st.toast(CONTROL_DONE[control])
+
+
+def control_buttons(run_id: str, status: str, config: Mapping[str, Any], pending: Mapping | None) -> None:
+    allowed = allowed_controls(status, requested_control(pending))
+    pause, resume, stop = st.columns(3)
+    pause.button("Pause", icon=":material/pause:", disabled=not allowed["pause"], width="stretch",
+                 on_click=_send_control, kwargs={"run_id": run_id, "control": "pause", "config": config},
+                 help="Pause at the next training step; nothing is lost.")
+    resume.button("Resume", icon=":material/play_arrow:", disabled=not allowed["run"], width="stretch",
+                  on_click=_send_control, kwargs={"run_id": run_id, "control": "run", "config": config})
+    # Stopping cannot be undone, so it takes a second click in a popover.
+    with stop.popover("Stop…", icon=":material/stop:", disabled=not allowed["stop"], width="stretch"):
+        st.write("The run stops at its next training step; the last checkpoint is kept. This cannot be undone.")
+        st.button("Stop this run", type="primary", on_click=_send_control,
+                  kwargs={"run_id": run_id, "control": "stop", "config": config})
+
+
+# ------------------------------------------------------------ pending edit
+
+
+def show_pending(run: Mapping[str, Any], config: Mapping[str, Any], pending: Mapping[str, Any] | None) -> None:
+    """What the live file asks for that the run has not applied yet, and whether it will be."""
+    if pending is None:
+        st.caption("No pending edit: the live config file matches the config in force.")
+        return
+    if "error" in pending:
+        st.error(
+            f"The live config file cannot be read ({md_escape(pending['error'])}). The run keeps its last "
+            "good config and will record the problem in its events at the next epoch boundary."
+        )
+        return
+    control = pending["control"]
+    if control == "stop" or (control == "pause" and run["status"] == "running"):
+        st.warning(f"**{control.capitalize()}** requested; it takes effect at the next training step.")
+    if not pending["changes"]:
+        return
+    requested = {key: new for key, (_, new) in pending["changes"].items()}
+    problems = change_problems(config, requested, epochs_done(run))
+    if problems:
+        # Typically a hand edit: say now what the trainer will say at the boundary.
+        st.error("**Pending edit that will be rejected** at the next epoch boundary; the run will keep "
+                 "its config:\n\n" + "\n".join(f"- {md_escape(p)}" for p in problems))
+    else:
+        st.warning("**Pending edit**, not applied yet: it applies at the next epoch boundary.")
+    st.dataframe(pending_table(pending["changes"]), hide_index=True, width="stretch")
+
+
+# -------------------------------------------------------------------- form
+
+
+def _float_step(value: float) -> float:
+    """A tenth of the value's order of magnitude: 0.001 steps by 0.0001, 0.9 by 0.01."""
+    return 10.0 ** (math.floor(math.log10(abs(value))) - 1) if value else 0.01
+
+
+def hot_key_input(key: str, value: Any, info: Mapping[str, Any], disabled: bool, widget_key: str) -> Any:
+    """A number input for one hot key, bounded like the schema (exclusive bounds are checked on submit)."""
+    bounds = key_bounds(key)
+    low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
+    help_text = f"{info['description']}. Allowed: {info['bounds'] or 'any'}; default {info['default']}."
+    common = {"help": help_text, "disabled": disabled, "key": widget_key}
+    if TrainConfig.model_fields[key].annotation is int:
+        return st.number_input(key, min_value=low, max_value=high, value=int(value), step=1, **common)
+    return st.number_input(
+        key, min_value=None if low is None else float(low), max_value=None if high is None else float(high),
+        value=float(value), step=_float_step(float(value)), format="%g", **common,
+    )
+
+
+def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int) -> None:
+    ended = ENDED_EXPLANATIONS.get(status)
+    if ended:
+        st.info(ended)
+    info = {row["key"]: row for row in describe_keys()}
+    with st.form(f"steer-{run_id}"):
+        st.markdown("Hot keys: changes apply at the **next epoch boundary**.")
+        columns = st.columns(2)
+        submitted = {}
+        for index, key in enumerate(hot_keys()):
+            with columns[index % 2]:
+                # The version in the widget key resets the inputs to the new
+                # config in force once a change has been applied.
+                submitted[key] = hot_key_input(key, config[key], info[key], bool(ended),
+                                               f"steer-{run_id}-v{version}-{key}")
+        reason = st.text_input("reason", placeholder="why: recorded with the change", max_chars=500,
+                               disabled=bool(ended), key=f"steer-{run_id}-reason")
+        send = st.form_submit_button("Send changes", type="primary", disabled=bool(ended))
+    if send:
+        send_changes(run_id, config, submitted, reason.strip())
+
+
+def send_changes(run_id: str, config: Mapping[str, Any], submitted: Mapping[str, Any], reason: str) -> None:
+    updates = changed_values(submitted, config)
+    if not updates:
+        st.info("Nothing sent: every value equals the config in force.")
+        return
+    run = data.fresh_run_record(run_id)
+    problems = change_problems(config, updates, epochs_done(run))
+    if problems:
+        st.error("Not sent; the run keeps its config:\n\n" + "\n".join(f"- {md_escape(p)}" for p in problems))
+        return
+    if not is_live(run["status"]):
+        st.error(f"Not sent: {ENDED_EXPLANATIONS.get(run['status'], 'the run is not live.')}")
+        return
+    request_change(data.live_config_path(run_id), updates, source="user", reason=reason, fallback=config)
+    # The trainer takes edits just before an epoch starts, so one sent now waits
+    # for the epoch in progress to finish.
+    st.success(
+        f"Sent {md_escape(diff_text(changed_pairs(config, updates)))}. It applies at the next epoch "
+        f"boundary, once epoch {epochs_done(run) + 1} finishes, and then shows in the config history below."
+    )
+
+
+def changed_pairs(config: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, list[Any]]:
+    return {key: [config.get(key), value] for key, value in updates.items()}

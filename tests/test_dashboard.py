@@ -1,0 +1,233 @@
+"""The dashboard's pages, run headless with AppTest against a database seeded in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from store import Store
+from trainer.config import TrainConfig
+from trainer.live_config import CONFIG_FILENAME, render_live_file, request_change
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+PAGES = DASHBOARD / "app_pages"
+TIMEOUT_S = 15  # the first run imports plotly and pandas
+
+
+@pytest.fixture
+def runs_store(tmp_path, monkeypatch) -> Store:
+    monkeypatch.setenv("TILLER_RUNS_DIR", str(tmp_path))
+    # Caches are keyed by runs folder already; clearing also drops connections to old tmp folders.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return Store(tmp_path)
+
+
+def seed_run(
+    store: Store,
+    run_id: str,
+    *,
+    name: str,
+    status: str = "running",
+    epochs: int = 4,
+    config: dict | None = None,
+    lr_change_at: int | None = None,
+) -> dict:
+    """A run as the trainer leaves it: config version(s), metrics per epoch, events, live file."""
+    config = TrainConfig(**(config or {})).model_dump()
+    store.create_run(model=config["model_name"], dataset="digits", name=name, run_id=run_id)
+    store.add_config_version(run_id, config, source="cli", reason="initial config", epoch=1)
+    for epoch in range(1, epochs + 1):
+        if epoch == lr_change_at:
+            config = {**config, "learning_rate": config["learning_rate"] / 10}
+            store.add_config_version(run_id, config, source="user", reason="plateau", epoch=epoch)
+        store.log_metrics(run_id, epoch, {
+            "train/loss": 1.0 / epoch, "val/loss": 1.2 / epoch, "train/accuracy": 0.5 + epoch / 20,
+            "val/accuracy": 0.45 + epoch / 20, "lr": config["learning_rate"], "epoch_seconds": 1.5,
+        })
+    store.add_event(run_id, "info", f"Started {config['model_name']} on digits.")
+    if status != "running":
+        store.update_run(run_id, status=status)
+    (store.runs_dir / run_id).mkdir(parents=True, exist_ok=True)
+    live_file(store, run_id).write_text(render_live_file(config), encoding="utf-8")
+    return config
+
+
+def live_file(store: Store, run_id: str) -> Path:
+    return store.runs_dir / run_id / CONFIG_FILENAME
+
+
+def run_page(run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGES / "run.py"), default_timeout=TIMEOUT_S)
+    if run_id:
+        at.query_params["run"] = run_id
+    return at.run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def texts(elements) -> str:
+    """The elements' Markdown as plain text (the pages escape user text)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
+
+
+# ------------------------------------------------------------------ runs page
+
+
+def test_runs_page_lists_runs_newest_first_with_links(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="older", status="finished")
+    seed_run(runs_store, "mlp_20260101_000002", name="newer")
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["newer", "older"]
+    assert list(table["open"]) == ["run?run=mlp_20260101_000002", "run?run=mlp_20260101_000001"]
+    assert list(table["status"]) == ["🟢 running", "✅ finished"]
+    assert list(table["epoch"]) == ["4/20", "4/20"]
+
+
+def test_runs_page_empty_state_says_how_to_start(runs_store):
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert "tiller demo" in texts(at.info) and "tiller train --config" in texts(at.info)
+
+
+# ------------------------------------------------------------------- run page
+
+
+def test_run_page_shows_charts_config_and_form(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me", lr_change_at=3)
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert at.header[0].value == "steer me"
+    assert len(at.get("plotly_chart")) == 3  # loss, accuracy, lr
+    assert at.number_input(key="steer-mlp_20260101_000001-v2-learning_rate").value == pytest.approx(1e-4)
+    assert not button(at, "Send changes").disabled
+    history = at.dataframe[1].value
+    assert list(history["source"]) == ["user", "cli"] and list(history["from epoch"]) == [3, 1]
+    assert "learning_rate 0.001 → 0.0001" in history["changes"].iloc[0]
+
+
+def test_run_page_defaults_to_newest_live_run(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="live one")
+    seed_run(runs_store, "mlp_20260101_000002", name="done", status="finished")
+    at = run_page()
+    assert not at.exception
+    assert at.header[0].value == "live one"
+    assert at.query_params["run"] == "mlp_20260101_000001"
+
+
+def test_submit_sends_only_changed_keys_as_user(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    path = live_file(runs_store, "mlp_20260101_000001")
+    # An edit from the CLI, not applied yet: the form must not undo it.
+    request_change(path, {"batch_size": 64}, source="cli", fallback=config)
+    at = run_page("mlp_20260101_000001")
+    at.number_input(key="steer-mlp_20260101_000001-v1-learning_rate").set_value(0.01)
+    at.text_input(key="steer-mlp_20260101_000001-reason").input("loss is flat")
+    button(at, "Send changes").click().run()
+    assert not at.exception
+    written = json.loads(path.read_text())
+    assert written["learning_rate"] == 0.01 and written["batch_size"] == 64
+    assert written["_change"]["source"] == "user" and written["_change"]["reason"] == "loss is flat"
+    assert "next epoch boundary" in texts(at.success)
+    pending = next(d.value for d in at.dataframe if "requested" in d.value.columns)
+    assert dict(zip(pending["key"], pending["requested"])) == {"batch_size": "64", "learning_rate": "0.01"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [("learning_rate", 0.0, "learning_rate"), ("num_epochs", 2, "below the 4 epochs already trained")],
+)
+def test_invalid_value_is_refused_without_writing(runs_store, key, value, problem):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    before = live_file(runs_store, "mlp_20260101_000001").read_bytes()
+    at = run_page("mlp_20260101_000001")
+    at.number_input(key=f"steer-mlp_20260101_000001-v1-{key}").set_value(value)
+    button(at, "Send changes").click().run()
+    assert not at.exception
+    assert "Not sent" in texts(at.error) and problem in texts(at.error)
+    assert live_file(runs_store, "mlp_20260101_000001").read_bytes() == before
+
+
+def test_pause_writes_control_and_enables_resume(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = run_page("mlp_20260101_000001")
+    assert button(at, "Resume").disabled
+    button(at, "Pause").click().run()
+    assert not at.exception
+    assert json.loads(live_file(runs_store, "mlp_20260101_000001").read_text())["control"] == "pause"
+    assert button(at, "Pause").disabled and not button(at, "Resume").disabled
+
+
+def test_bad_hand_edit_is_shown_as_pending_and_rejected(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    live_file(runs_store, "mlp_20260101_000001").write_text(render_live_file({**config, "learning_rate": -1.0}))
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert "will be rejected" in texts(at.error) and "learning_rate: input should be greater than 0" in texts(at.error)
+    pending = next(d.value for d in at.dataframe if "requested" in d.value.columns)
+    assert pending.to_dict("records") == [{"key": "learning_rate", "in force": "0.001", "requested": "-1.0"}]
+
+
+def test_finished_run_cannot_be_steered(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="done", status="finished")
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert button(at, "Send changes").disabled
+    assert button(at, "Pause").disabled and button(at, "Resume").disabled
+    assert "finished" in texts(at.info)
+
+
+def test_failed_run_shows_its_error(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="broken")
+    runs_store.add_event("mlp_20260101_000001", "error", "Run failed: RuntimeError: out of memory")
+    runs_store.update_run("mlp_20260101_000001", status="failed", error="Traceback ...\nRuntimeError: out of memory")
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert "RuntimeError: out of memory" in texts(at.error)
+
+
+def test_run_page_empty_state(runs_store):
+    at = run_page()
+    assert not at.exception
+    assert "tiller demo" in texts(at.info)
+
+
+def test_app_navigates_to_the_run_page(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT_S).run()
+    assert not at.exception and at.title[0].value == "Runs"
+    at.switch_page("app_pages/run.py").run()
+    assert not at.exception and at.header[0].value == "steer me"
+
+
+# --------------------------------------------------------------- compare page
+
+
+def test_compare_page_shows_only_differing_keys(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="base", status="finished")
+    seed_run(runs_store, "mlp_20260101_000002", name="fast", status="finished", config={"learning_rate": 0.01})
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert at.multiselect[0].value == ["mlp_20260101_000002", "mlp_20260101_000001"]
+    assert len(at.get("plotly_chart")) == 1
+    differences, finals = at.dataframe[0].value, at.dataframe[1].value
+    assert list(differences["key"]) == ["learning_rate"]
+    assert list(differences.columns) == ["key", "fast", "base"]
+    assert list(finals["epochs"]) == [4, 4]
+    assert finals["best val accuracy"].tolist() == pytest.approx([0.65, 0.65])
+    assert at.get("download_button")
+
+
+def test_compare_page_empty_state(runs_store):
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert "tiller demo" in texts(at.info)
