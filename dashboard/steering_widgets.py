@@ -36,7 +36,12 @@ def requested_control(pending: Mapping[str, Any] | None) -> str:
 
 def _send_control(run_id: str, control: str, config: Mapping[str, Any]) -> None:
     # A button callback: it runs before the rerun, so the buttons drawn next
-    # already reflect the request.
+    # already reflect the request. The buttons may be up to one refresh old, so
+    # the status is checked afresh: nothing reads the file of a run that ended.
+    status = data.fresh_run_record(run_id)["status"]
+    if not is_live(status):
+        st.toast(f"Nothing sent: the run is {status}.")
+        return
     request_control(data.live_config_path(run_id), control, fallback=config)
     st.toast(CONTROL_DONE[control])
 

@@ -167,6 +167,16 @@ def test_pause_writes_control_and_enables_resume(runs_store):
     assert button(at, "Pause").disabled and not button(at, "Resume").disabled
 
 
+def test_control_is_not_sent_to_a_run_that_ended_since_the_page_drew(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = run_page("mlp_20260101_000001")
+    runs_store.update_run("mlp_20260101_000001", status="finished")
+    button(at, "Pause").click().run()
+    assert not at.exception
+    assert json.loads(live_file(runs_store, "mlp_20260101_000001").read_text())["control"] == "run"
+    assert "Nothing sent: the run is finished" in texts(at.toast)
+
+
 def test_bad_hand_edit_is_shown_as_pending_and_rejected(runs_store):
     config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
     live_file(runs_store, "mlp_20260101_000001").write_text(render_live_file({**config, "learning_rate": -1.0}))
