@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from dashboard.display import is_live
-from trainer.config import ConfigError, TrainConfig, frozen_violations, validate_config
+from trainer.config import ConfigError, validate_config
+from trainer.live_config import LiveFile
+from trainer.review import review_edit
 
 
 def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,24 +26,14 @@ def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> d
 def change_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
     """Why the trainer would reject ``updates`` at its next epoch boundary, if it would.
 
-    The same checks, in the same words, as ``trainer.steering.review_edit``
-    (which cannot be imported here without loading torch).
+    Runs the trainer's own review, so the form refuses exactly what the
+    trainer would, in the same words.
     """
-    # A run recorded under an older schema may hold keys the schema has since dropped;
-    # they are not the user's doing, so only the keys the schema knows are checked.
-    known = {key: value for key, value in config.items() if key in TrainConfig.model_fields}
     try:
-        current = validate_config(known)
-    except ConfigError as exc:  # the run's own config: only if the schema changed under it
-        return exc.problems
-    problems = frozen_violations(current, updates)
-    try:
-        proposed = validate_config({**known, **updates})
+        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done)
     except ConfigError as exc:
-        return problems + exc.problems
-    if proposed.num_epochs < epochs_done:
-        problems.append(f"num_epochs: {proposed.num_epochs} is below the {epochs_done} epochs already trained")
-    return problems
+        return exc.problems
+    return []
 
 
 def allowed_controls(status: str, requested: str) -> dict[str, bool]:

@@ -12,7 +12,7 @@ from trainer.config import (
     key_bounds,
     validate_config,
 )
-from trainer.steering import APPLIERS
+from trainer.appliers import APPLIERS
 
 
 def test_defaults_are_seed_001():

@@ -64,10 +64,6 @@ def test_change_problems_accepts_a_valid_change():
     assert steering.change_problems(CONFIG, {"learning_rate": 0.01, "num_epochs": 5}, 5) == []
 
 
-def test_change_problems_ignores_keys_the_schema_dropped():
-    assert steering.change_problems({**CONFIG, "data_dir": ""}, {"learning_rate": 0.01}, 0) == []
-
-
 @pytest.mark.parametrize(
     ("status", "requested", "pause", "resume", "stop"),
     [

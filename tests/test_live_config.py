@@ -13,7 +13,7 @@ from trainer.live_config import (
     request_control,
     write_atomic,
 )
-from trainer.steering import decode_edit, review_edit
+from trainer.review import decode_edit, review_edit
 
 CURRENT = validate_config({"num_epochs": 10})
 

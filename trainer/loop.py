@@ -24,7 +24,8 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataSplit, load_data, train_loader, val_loader
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
 from trainer.models import build_model
-from trainer.steering import apply_change, decode_edit, review_edit
+from trainer.appliers import apply_change
+from trainer.review import decode_edit, review_edit
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2

@@ -1,0 +1,56 @@
+"""Making an accepted config change real in the running process.
+
+Each hot key has one applier: (training state, new value) -> what it did.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from trainer.models import set_dropout
+from trainer.review import AcceptedChange
+
+
+def _param_group_setter(group_key: str) -> Callable[[Any, Any], str]:
+    def apply(state, value) -> str:
+        groups = [g for g in state.optimizer.param_groups if group_key in g]
+        for group in groups:
+            group[group_key] = value
+        if not groups:
+            return f"{group_key} is not used by {type(state.optimizer).__name__}; kept for later"
+        return f"optimizer {group_key} = {value:g} in {len(groups)} param group(s)"
+
+    return apply
+
+
+def _set_batch_size(state, value) -> str:
+    state.batch_size = value  # the loop builds each epoch's loader from it
+    return f"training batches of {value} from now on"
+
+
+def _set_dropout(state, value) -> str:
+    return f"dropout p = {value:g} in {set_dropout(state.model, value)} place(s)"
+
+
+def _set_num_epochs(state, value) -> str:
+    return f"the run now ends after epoch {value}"
+
+
+APPLIERS: dict[str, Callable[[Any, Any], str]] = {
+    "learning_rate": _param_group_setter("lr"),
+    "weight_decay": _param_group_setter("weight_decay"),
+    "momentum": _param_group_setter("momentum"),
+    "batch_size": _set_batch_size,
+    "dropout_rate": _set_dropout,
+    "num_epochs": _set_num_epochs,
+}
+
+
+@torch.no_grad()
+def apply_change(state, change: AcceptedChange) -> list[str]:
+    """Apply every changed key to the running ``state``; returns what was done."""
+    done = [f"{key}: {APPLIERS[key](state, new)}" for key, (_, new) in change.diff.items()]
+    state.config = change.config
+    return done
