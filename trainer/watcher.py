@@ -11,17 +11,32 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from trainer.config import ConfigError
 from trainer.live_config import parse_live_file
 
 
+# Events that can change the file's content. Opening and closing without a
+# write are left out: reading the file ourselves raises those, and reacting to
+# them would read it again, for ever.
+CONTENT_EVENTS = {EVENT_TYPE_MODIFIED, EVENT_TYPE_CREATED, EVENT_TYPE_MOVED, EVENT_TYPE_CLOSED, EVENT_TYPE_DELETED}
+
+
 class ConfigWatcher(FileSystemEventHandler):
     def __init__(self, path: Path):
         self.path = path.resolve()
         self.control = "run"
+        self.events_handled = 0  # content events for our file, for diagnostics and tests
         self._edited = threading.Event()
         self._seen_stat: tuple[int, int] | None = self._stat()
         self._observer = Observer()
@@ -40,8 +55,10 @@ class ConfigWatcher(FileSystemEventHandler):
     # ------------------------------------------------------ watchdog callbacks
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        paths = {event.src_path, getattr(event, "dest_path", "")}
-        if str(self.path) in {str(Path(p)) for p in paths if p}:
+        if event.event_type not in CONTENT_EVENTS:
+            return
+        if str(self.path) in {event.src_path, getattr(event, "dest_path", "")}:
+            self.events_handled += 1
             self._edited.set()
             self.refresh_control()
 

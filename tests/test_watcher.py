@@ -1,0 +1,61 @@
+import time
+
+from trainer.live_config import render_live_file, request_control, write_atomic
+from trainer.watcher import ConfigWatcher
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_control_changes_are_seen_at_once(tmp_path):
+    path = tmp_path / "config.json"
+    write_atomic(path, render_live_file({"learning_rate": 0.1}))
+    with ConfigWatcher(path) as watcher:
+        request_control(path, "pause")
+        assert wait_until(lambda: watcher.control == "pause")
+        request_control(path, "stop")
+        assert wait_until(lambda: watcher.control == "stop")
+
+
+def test_reading_the_file_does_not_feed_back(tmp_path):
+    # Reading the file raises inotify open/close events; reacting to those by
+    # reading again once spun a core and slowed training tenfold.
+    path = tmp_path / "config.json"
+    write_atomic(path, render_live_file({"learning_rate": 0.1}))
+    with ConfigWatcher(path) as watcher:
+        request_control(path, "pause")
+        assert wait_until(lambda: watcher.control == "pause")
+        time.sleep(0.3)
+        settled = watcher.events_handled
+        time.sleep(0.7)
+        assert watcher.events_handled == settled
+        assert settled <= 5
+
+
+def test_take_edit_returns_the_last_content_once(tmp_path):
+    path = tmp_path / "config.json"
+    write_atomic(path, "{}")
+    with ConfigWatcher(path) as watcher:
+        assert watcher.take_edit() is None
+        for n in range(20):  # a save storm
+            path.write_text(f'{{"n": {n}}}')
+        assert wait_until(lambda: watcher.events_handled > 0)
+        assert watcher.take_edit() == b'{"n": 19}'
+        time.sleep(0.2)
+        watcher.take_edit()  # late notifications of the same storm
+        assert watcher.take_edit() is None
+
+
+def test_edit_noticed_without_notifications(tmp_path):
+    path = tmp_path / "config.json"
+    write_atomic(path, "{}")
+    watcher = ConfigWatcher(path)  # never started: no notifications at all
+    time.sleep(0.01)
+    path.write_text('{"learning_rate": 0.5}')
+    assert watcher.take_edit() == b'{"learning_rate": 0.5}'
