@@ -2,8 +2,8 @@
 
 Metrics come in the store's long form (run_id, epoch, split, name, value).
 
-No colours, fonts or template are fixed here: traces take the template's
-colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
+No fonts or template are fixed here, and colours only where runs must be
+told apart: traces take the template's colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
 follow the user's light or dark theme, and on their own they use Plotly's
 default. Backgrounds are transparent and the config-change markers a neutral
 grey for the same reason: both read on a light and on a dark page.
@@ -16,6 +16,7 @@ import math
 from typing import Mapping
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 
 SPLIT_TITLES = {"train": "Training", "val": "Validation", "": ""}
@@ -27,6 +28,9 @@ NAME_TITLES = {
     "samples_per_sec": "samples per second",
 }
 MARKER_GREY = "rgba(128, 128, 128, 0.8)"  # visible on white and on near-black
+# Runs side by side need distinct hues; Streamlit's colorway starts with two
+# blues. Plotly's qualitative palette reads on light and on dark pages.
+RUN_COLOURS = plotly.colors.qualitative.Plotly
 LR_HEIGHT_PX = 340  # the lr is mostly flat steps: less height than the loss curves
 MAX_LR_TICKS = 8  # beyond this many distinct rates, labels at each would overlap
 
@@ -134,10 +138,11 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
 def compare_figure(metrics: pd.DataFrame, split: str, name: str, labels: Mapping[str, str]) -> go.Figure:
     """One line per run (in ``labels``' order) of one metric over epochs."""
     fig = go.Figure()
-    for run_id, label in labels.items():
+    for index, (run_id, label) in enumerate(labels.items()):
         rows = _select(metrics[metrics["run_id"] == run_id], split, name)
+        colour = RUN_COLOURS[index % len(RUN_COLOURS)]
         fig.add_scatter(x=rows["epoch"], y=rows["value"], mode="lines+markers", name=label,
-                        hovertemplate="%{y:.4~g}")
+                        line_color=colour, marker_color=colour, hovertemplate="%{y:.4~g}")
     title = metric_title(split, name)
     selected = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
     return _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],

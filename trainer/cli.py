@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ DEMO_RUNS = (
     # A quick baseline first, so the compare page has two runs to put side by side.
     ("digits MLP baseline (seed 001)", {"model_name": "mlp", "num_epochs": 30}),
     # Then a real CNN that trains for several minutes on 2 CPU cores: time to steer it.
-    ("digits ResNet-18 (steer me)", {"model_name": "resnet18", "img_size": 32, "num_epochs": 30,
+    ("digits ResNet-18 (steer me)", {"model_name": "resnet18", "img_size": 32, "num_epochs": 40,
                                      "batch_size": 32, "learning_rate": 1e-3, "dropout_rate": 0.2}),
 )
 
@@ -58,6 +59,15 @@ def live_config_path(store: Store, run_id: str) -> Path:
     return store.runs_dir / run_id / CONFIG_FILENAME
 
 
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C: a run ends as ``stopped`` and child processes are ended too."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def fail(message: str, code: int = 2) -> None:
     print(f"tiller: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -75,9 +85,13 @@ def cmd_train(args) -> None:
     except ConfigError as exc:
         where = f" in {args.config}" if args.config else ""
         fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
-    train(config, open_store(args), name=args.name, source="cli",
-          reason=f"started from {args.config}" if args.config else "started from the command line",
-          say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
+    stop_on_sigterm()
+    try:
+        train(config, open_store(args), name=args.name, source="cli",
+              reason=f"started from {args.config}" if args.config else "started from the command line",
+              say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
+    except KeyboardInterrupt:
+        fail("interrupted; the run is recorded as stopped", code=130)
 
 
 def cmd_dashboard(args) -> None:
@@ -91,6 +105,7 @@ def run_dashboard(runs_dir: str | None, *, port: int, host: str, open_browser: b
         "--server.port", str(port), "--server.address", host,
         "--server.headless", "false" if open_browser else "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button: this is a local tool
     ]
     print(f"Tiller dashboard: http://{'localhost' if host == '127.0.0.1' else host}:{port}")
     try:
@@ -104,6 +119,7 @@ def cmd_demo(args) -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / "demo-trainer.log"
     print(f"Tiller demo: training on scikit-learn's digits in the background (log: {log_path}).")
+    stop_on_sigterm()
     trainer = DemoTrainer(runs_dir, log_path)
     trainer.start()
     try:
@@ -133,10 +149,11 @@ class DemoTrainer(threading.Thread):
                 self.child.wait()
 
     def stop(self) -> None:
-        """Ctrl-C on the demo stops the training too (the run is recorded as stopped)."""
+        """Ending the demo stops the training too (the run is recorded as stopped)."""
         self.stopping.set()
         if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(subprocess.signal.SIGINT)
+            # SIGTERM, not SIGINT: a child started in the background may ignore SIGINT.
+            self.child.terminate()
             try:
                 self.child.wait(timeout=30)
             except subprocess.TimeoutExpired:
