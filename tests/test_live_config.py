@@ -7,6 +7,7 @@ from trainer.live_config import (
     ChangeNote,
     keep_rejected,
     parse_live_file,
+    pending_edit,
     read_live_file,
     render_live_file,
     request_change,
@@ -115,3 +116,14 @@ def test_keep_rejected_keeps_bytes_and_never_overwrites(tmp_path):
     assert first != second
     assert first.read_bytes() == b"\xffbad" and second.read_bytes() == b"worse"
     assert first.name.startswith("config.rejected-")
+
+
+def test_pending_edit_shows_what_is_not_applied_yet(tmp_path):
+    path = tmp_path / "config.json"
+    config = CURRENT.model_dump()
+    write_atomic(path, render_live_file(config))
+    assert pending_edit(path, config) is None
+    request_change(path, {"learning_rate": 0.5}, source="user")
+    assert pending_edit(path, config) == {"changes": {"learning_rate": [0.001, 0.5]}, "control": "run"}
+    path.write_text("{oops")
+    assert "not valid JSON" in pending_edit(path, config)["error"]

@@ -11,8 +11,7 @@ from typing import Any
 import pandas as pd
 
 from store import Store
-from trainer.config import ConfigError
-from trainer.live_config import parse_live_file
+from trainer.live_config import pending_edit
 
 
 def local_time(seconds: float | None) -> str:
@@ -74,20 +73,6 @@ def run_details(store: Store, run_id: str, config_path: Path) -> dict[str, Any]:
         "metrics": runs_records(store.metrics([run_id]).drop(columns=["run_id"])),
         "events": runs_records(store.events(run_id)),
     }
-
-
-def pending_edit(config_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """What the live file asks for that the run has not applied yet (or why it cannot)."""
-    try:
-        live = parse_live_file(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (ConfigError, UnicodeDecodeError, OSError) as exc:
-        return {"error": str(exc)}
-    changes = {k: [config.get(k), v] for k, v in live.values.items() if config.get(k) != v}
-    if not changes and live.control == "run":
-        return None
-    return {"changes": changes, "control": live.control}
 
 
 def run_text(details: dict[str, Any]) -> str:

@@ -133,3 +133,17 @@ def keep_rejected(path: Path, content: bytes) -> Path:
         target = path.with_name(f"{path.stem}.rejected-{stamp}-{n}{path.suffix}")
     target.write_bytes(content)  # byte for byte: the edit may not even be UTF-8
     return target
+
+
+def pending_edit(config_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What the live file asks for that the run has not applied yet (or why it cannot)."""
+    try:
+        live = parse_live_file(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ConfigError, UnicodeDecodeError, OSError) as exc:
+        return {"error": str(exc)}
+    changes = {k: [config.get(k), v] for k, v in live.values.items() if config.get(k) != v}
+    if not changes and live.control == "run":
+        return None
+    return {"changes": changes, "control": live.control}

@@ -14,7 +14,7 @@ from dashboard.display import (
 from dashboard.steering_widgets import control_buttons, show_pending, steering_form
 from dashboard.tables import config_table, events_table, versions_table
 from store import RunNotFound
-from trainer.cli_views import pending_edit
+from trainer.live_config import pending_edit
 
 STATUS_COLORS = {"running": "green", "paused": "orange", "finished": "blue", "failed": "red",
                  "stopped": "gray", "crashed": "red"}
