@@ -33,6 +33,11 @@ def test_train_then_runs_and_show(trained, capsys):
     assert "Config versions:" in run_cli(capsys, "show", runs[0]["id"][:5], "--runs-dir", str(trained))
 
 
+def test_runs_dir_before_or_after_the_command(trained, capsys):
+    assert "tiny" in run_cli(capsys, "--runs-dir", str(trained), "runs")
+    assert "tiny" in run_cli(capsys, "runs", "--runs-dir", str(trained))
+
+
 def test_runs_dir_from_environment(trained, capsys, monkeypatch):
     monkeypatch.setenv("TILLER_RUNS_DIR", str(trained))
     assert "tiny" in run_cli(capsys, "runs")

@@ -219,7 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where runs live (default ./runs, or ${RUNS_DIR_ENV})")
     parser = argparse.ArgumentParser(prog="tiller", description="Watch and steer PyTorch training runs.",
                                      parents=[common])
-    parser.set_defaults(runs_dir=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
@@ -262,5 +261,7 @@ def _dashboard_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # --runs-dir may come before or after the command; its default is "not given".
+    args.runs_dir = getattr(args, "runs_dir", None)
     args.handler(args)
 
