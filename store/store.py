@@ -271,10 +271,6 @@ class Store:
             raise RunNotFound(f"run {run_id!r} has no recorded config")
         return json.loads(row["config"])
 
-    def latest_configs(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The current config of each run, for comparisons."""
-        return {run_id: self.current_config(run_id) for run_id in run_ids}
-
     def events(self, run_id: str, limit: int | None = None) -> pd.DataFrame:
         """The run's events, newest first."""
         sql = "SELECT time, epoch, level, message FROM events WHERE run_id = ? ORDER BY id DESC"

@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from store import SOURCES
 from trainer.config import CONTROLS, ConfigError
 
 CONFIG_FILENAME = "config.json"
 CONTROL_KEY = "control"
 CHANGE_KEY = "_change"
-CHANGE_SOURCES = ("user", "file", "llm", "cli")
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def _parse_note(raw: Any) -> ChangeNote | None:
     if not isinstance(raw, dict):
         raise ConfigError([f"{CHANGE_KEY}: must be an object with source, reason and id"])
     source = raw.get("source", "file")
-    if source not in CHANGE_SOURCES:
-        raise ConfigError([f"{CHANGE_KEY}.source: must be one of {', '.join(CHANGE_SOURCES)} (got {source!r})"])
+    if source not in SOURCES:
+        raise ConfigError([f"{CHANGE_KEY}.source: must be one of {', '.join(SOURCES)} (got {source!r})"])
     return ChangeNote(source=source, reason=str(raw.get("reason", "")), id=str(raw.get("id", "")))
 
 

@@ -10,7 +10,7 @@ Order of one epoch, top to bottom:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +44,7 @@ class TrainingState:
     device: torch.device
     batch_size: int
     best_val_accuracy: float = float("-inf")
-    paused_seconds: float = field(default=0.0)
+    paused_seconds: float = 0.0  # time spent paused in the current epoch
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
