@@ -8,6 +8,7 @@ a config version with ``source="user"`` and the reason typed here.
 from __future__ import annotations
 
 import math
+import typing
 from typing import Any, Mapping
 
 import streamlit as st
@@ -100,12 +101,19 @@ def _float_step(value: float) -> float:
 
 
 def hot_key_input(key: str, value: Any, info: Mapping[str, Any], disabled: bool, widget_key: str) -> Any:
-    """A number input for one hot key, bounded like the schema (exclusive bounds are checked on submit)."""
+    """An input for one hot key: a checkbox, a choice, or a number bounded like the schema
+    (exclusive bounds are checked on submit)."""
     bounds = key_bounds(key)
     low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
     help_text = f"{info['description']}. Allowed: {info['bounds'] or 'any'}; default {info['default']}."
     common = {"help": help_text, "disabled": disabled, "key": widget_key}
-    if TrainConfig.model_fields[key].annotation is int:
+    annotation = TrainConfig.model_fields[key].annotation
+    if annotation is bool:
+        return st.checkbox(key, value=bool(value), **common)
+    if typing.get_origin(annotation) is typing.Literal:
+        options = list(typing.get_args(annotation))
+        return st.selectbox(key, options, index=options.index(value), **common)
+    if annotation is int:
         return st.number_input(key, min_value=low, max_value=high, value=int(value), step=1, **common)
     return st.number_input(
         key, min_value=None if low is None else float(low), max_value=None if high is None else float(high),

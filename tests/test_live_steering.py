@@ -132,3 +132,24 @@ def test_pause_resume_and_stop_take_effect_within_an_epoch(runs_dir):
     messages = " ".join(store.events(run_id)["message"])
     assert "Paused in epoch" in messages and "Resumed" in messages and "Stopped during epoch" in messages
     assert epochs_logged(store, run_id) < 200
+
+
+def test_switching_the_lr_schedule_mid_run_bends_the_curve(runs_dir):
+    proc = start_trainer(runs_dir, "num_epochs=40", "learning_rate=0.01")
+    store = Store(runs_dir)
+    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
+    config_path = runs_dir / run_id / "config.json"
+    wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+
+    request_change(config_path, {"lr_scheduler": "StepLR", "lr_step_size": 1, "lr_gamma": 0.5},
+                   source="user", reason="decay from here")
+    wait_for(lambda: len(store.config_versions(run_id)) == 2, "the schedule change", proc)
+    took_effect = int(store.config_versions(run_id).iloc[1]["epoch"])
+    wait_for(lambda: epochs_logged(store, run_id) >= took_effect + 1, "two epochs on the new schedule", proc)
+    request_change(config_path, {"num_epochs": epochs_logged(store, run_id) + 1}, source="user")
+    assert proc.wait(timeout=TIMEOUT_S) == 0, proc.stdout.read()
+
+    # StepLR is a function of progress: epoch e ends at 0.01 * 0.5 ** (e - 1).
+    for epoch, lr in lr_by_epoch(store, run_id).items():
+        expected = 0.01 if epoch < took_effect else 0.01 * 0.5 ** (epoch - 1)
+        assert lr == pytest.approx(expected), epoch

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from trainer.models import set_dropout
+from trainer.schedule import SCHEDULE_KEYS
 from trainer.review import AcceptedChange
 
 
@@ -23,6 +24,15 @@ def _param_group_setter(group_key: str) -> Callable[[Any, Any], str]:
         return f"optimizer {group_key} = {value:g} in {len(groups)} param group(s)"
 
     return apply
+
+
+def _set_learning_rate(state, value) -> str:
+    state.plateau.reset()  # a rate chosen by hand starts ReduceLROnPlateau's cuts afresh
+    return f"base lr = {value:g}; the schedule sets the optimizer's lr from the next step"
+
+
+def _schedule_key(state, value) -> str:
+    return "the lr schedule follows it from the next step"
 
 
 def _set_batch_size(state, value) -> str:
@@ -39,12 +49,13 @@ def _set_num_epochs(state, value) -> str:
 
 
 APPLIERS: dict[str, Callable[[Any, Any], str]] = {
-    "learning_rate": _param_group_setter("lr"),
+    "learning_rate": _set_learning_rate,
     "weight_decay": _param_group_setter("weight_decay"),
     "momentum": _param_group_setter("momentum"),
     "batch_size": _set_batch_size,
     "dropout_rate": _set_dropout,
     "num_epochs": _set_num_epochs,
+    **{key: _schedule_key for key in SCHEDULE_KEYS},
 }
 
 

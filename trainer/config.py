@@ -12,7 +12,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-EPOCH = "next epoch"  # hot keys apply at the next epoch boundary
+EPOCH = "next epoch"  # most hot keys apply at the next epoch boundary
+STEP = "next epoch, then every step"  # schedule keys: read at every step once applied
 
 
 def hot(applies: str = EPOCH) -> dict[str, Any]:
@@ -52,6 +53,30 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, json_schema_extra=hot(), description="SGD momentum")
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=hot(),
                                 description="drop probability of every dropout layer (seed 001: 0.2)")
+
+    # --- hot: the learning-rate schedule, a function of progress, from the next step
+    lr_scheduler: Literal["none", "StepLR", "cosine", "ReduceLROnPlateau"] = Field(
+        "none", json_schema_extra=hot(STEP), description="how the lr moves after warmup; none keeps it constant")
+    lr_step_size: int = Field(10, ge=1, le=100_000, json_schema_extra=hot(STEP),
+                              description="StepLR: epochs between decays")
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, json_schema_extra=hot(STEP),
+                            description="StepLR: factor applied at each decay")
+    plateau_patience: int = Field(3, ge=0, le=1000, json_schema_extra=hot(STEP),
+                                  description="ReduceLROnPlateau: epochs without a better val loss before a cut")
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, json_schema_extra=hot(STEP),
+                                  description="ReduceLROnPlateau: factor applied at each cut")
+    warmup_enabled: bool = Field(False, json_schema_extra=hot(STEP),
+                                 description="ramp the lr up linearly from ~0 at the start")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, json_schema_extra=hot(STEP),
+                                description="warmup length as a share of num_epochs (seed 003: 0.05)")
+    warmup_steps: int = Field(0, ge=0, le=10_000_000, json_schema_extra=hot(STEP),
+                              description="warmup length in optimizer steps; 0 uses warmup_ratio")
+    warmup_method: Literal["linear"] = Field("linear", json_schema_extra=hot(STEP),
+                                             description="shape of the warmup ramp")
+    min_lr_enabled: bool = Field(False, json_schema_extra=hot(STEP),
+                                 description="keep the lr at or above min_lr (cosine decays to it)")
+    min_lr: float = Field(1e-6, ge=0.0, le=10.0, json_schema_extra=hot(STEP),
+                          description="the lr floor when min_lr_enabled (seed 003: 1e-6)")
 
 
 CONTROLS = ("run", "pause", "stop")  # the live file's "control" key; applies at the next step

@@ -10,7 +10,7 @@ Order of one epoch, top to bottom:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +26,7 @@ from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file
 from trainer.models import build_model
 from trainer.appliers import apply_change
 from trainer.review import decode_edit, review_edit
+from trainer.schedule import Plateau, lr_at
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2
@@ -45,6 +46,7 @@ class TrainingState:
     batch_size: int
     best_val_accuracy: float = float("-inf")
     paused_seconds: float = 0.0  # time spent paused in the current epoch
+    plateau: Plateau = field(default_factory=Plateau)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -110,6 +112,7 @@ class EpochLoop:
                 self.say(f"stopped during epoch {epoch}")
                 return
             metrics.update(self.evaluate())
+            self.observe_plateau(epoch, metrics["val/loss"])
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
             self.run.log(epoch, metrics)
@@ -192,8 +195,12 @@ class EpochLoop:
         state.model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         began = time.perf_counter()
-        for step, (inputs, targets) in enumerate(train_loader(state.data, state.batch_size, state.config.seed, epoch)):
+        loader = train_loader(state.data, state.batch_size, state.config.seed, epoch)
+        for step, (inputs, targets) in enumerate(loader):
             self.at_step_boundary(epoch, step)
+            lr = lr_at(epoch - 1 + step / len(loader), state.config, len(loader), state.plateau)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
             inputs, targets = inputs.to(state.device), targets.to(state.device)
             state.optimizer.zero_grad(set_to_none=True)
             logits = state.model(inputs)
@@ -222,6 +229,13 @@ class EpochLoop:
             correct += (logits.argmax(dim=1) == targets).sum().item()
             seen += len(targets)
         return {"val/loss": loss_sum / seen, "val/accuracy": correct / seen}
+
+    def observe_plateau(self, epoch: int, val_loss: float) -> None:
+        config = self.state.config
+        if config.lr_scheduler == "ReduceLROnPlateau" and self.state.plateau.observe(val_loss, config):
+            self.run.event("info", f"ReduceLROnPlateau: no better validation loss for more than "
+                           f"{config.plateau_patience} epochs; the lr is now {self.state.plateau.scale:g} "
+                           f"x learning_rate.", epoch)
 
     def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
         state = self.state
