@@ -19,6 +19,7 @@ from dashboard.steering import allowed_controls, change_problems, changed_values
 from dashboard.tables import pending_table
 from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds
 from trainer.live_config import request_change, request_control
+from trainer.schedule import SCHEDULE_KEYS
 
 CONTROL_DONE = {
     "pause": "Pause requested: the run pauses at its next training step.",
@@ -121,6 +122,15 @@ def hot_key_input(key: str, value: Any, info: Mapping[str, Any], disabled: bool,
     )
 
 
+def form_sections() -> list[tuple[str, list[str]]]:
+    """The hot keys, the schedule's apart from the rest."""
+    keys = hot_keys()
+    return [
+        ("Training", [k for k in keys if k not in SCHEDULE_KEYS]),
+        ("Learning-rate schedule", [k for k in keys if k in SCHEDULE_KEYS]),
+    ]
+
+
 def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int) -> None:
     ended = ENDED_EXPLANATIONS.get(status)
     if ended:
@@ -128,14 +138,17 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
     info = {row["key"]: row for row in describe_keys()}
     with st.form(f"steer-{run_id}"):
         st.markdown("Hot keys: changes apply at the **next epoch boundary**.")
-        columns = st.columns(2)
         submitted = {}
-        for index, key in enumerate(hot_keys()):
-            with columns[index % 2]:
-                # The version in the widget key resets the inputs to the new
-                # config in force once a change has been applied.
-                submitted[key] = hot_key_input(key, config[key], info[key], bool(ended),
-                                               f"steer-{run_id}-v{version}-{key}")
+        for title, keys in form_sections():
+            st.markdown(f"**{title}**")
+            # Row by row, so a checkbox and a number input side by side stay aligned.
+            for row in range(0, len(keys), 2):
+                for column, key in zip(st.columns(2, vertical_alignment="bottom"), keys[row:row + 2]):
+                    with column:
+                        # The version in the widget key resets the inputs to the new
+                        # config in force once a change has been applied.
+                        submitted[key] = hot_key_input(key, config[key], info[key], bool(ended),
+                                                       f"steer-{run_id}-v{version}-{key}")
         reason = st.text_input("reason", placeholder="why: recorded with the change", max_chars=500,
                                disabled=bool(ended), key=f"steer-{run_id}-reason")
         send = st.form_submit_button("Send changes", type="primary", disabled=bool(ended))
