@@ -11,6 +11,7 @@ import torch
 
 from trainer.models import set_dropout
 from trainer.schedule import SCHEDULE_KEYS
+from trainer.step import STEP_SETTINGS
 from trainer.review import AcceptedChange
 
 
@@ -35,6 +36,10 @@ def _schedule_key(state, value) -> str:
     return "the lr schedule follows it from the next step"
 
 
+def _step_setting(state, value) -> str:
+    return "used from the next training step"
+
+
 def _set_batch_size(state, value) -> str:
     state.batch_size = value  # the loop builds each epoch's loader from it
     return f"training batches of {value} from now on"
@@ -56,6 +61,7 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "dropout_rate": _set_dropout,
     "num_epochs": _set_num_epochs,
     **{key: _schedule_key for key in SCHEDULE_KEYS},
+    **{key: _step_setting for key in STEP_SETTINGS},
 }
 
 

@@ -53,6 +53,19 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, json_schema_extra=hot(), description="SGD momentum")
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=hot(),
                                 description="drop probability of every dropout layer (seed 001: 0.2)")
+    label_smoothing_enabled: bool = Field(False, json_schema_extra=hot(),
+                                          description="soften the training targets (validation loss stays plain)")
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, json_schema_extra=hot(),
+                                   description="share of the target mass spread over all classes (seed 003: 0.1)")
+    gradient_clipping: bool = Field(False, json_schema_extra=hot(),
+                                    description="clip the gradients' global norm before each optimizer step")
+    gradient_clipping_value: float = Field(1.0, gt=0.0, le=1e6, json_schema_extra=hot(),
+                                           description="the largest global gradient norm allowed")
+    gradient_accumulation_enabled: bool = Field(False, json_schema_extra=hot(),
+                                                description="sum gradients over several batches per step")
+    gradient_accumulation_steps: int = Field(4, ge=1, le=1024, json_schema_extra=hot(),
+                                             description="batches per optimizer step (effective batch = "
+                                                         "batch_size x this)")
 
     # --- hot: the learning-rate schedule, a function of progress, from the next step
     lr_scheduler: Literal["none", "StepLR", "cosine", "ReduceLROnPlateau"] = Field(

@@ -27,6 +27,7 @@ from trainer.models import build_model
 from trainer.appliers import apply_change
 from trainer.review import decode_edit, review_edit
 from trainer.schedule import Plateau, lr_at
+from trainer.step import batches_per_step, clip_gradients, ends_step, optimizer_steps_in, training_loss
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2
@@ -62,6 +63,15 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def build_state(config: TrainConfig) -> TrainingState:
+    """Data, model and optimizer for ``config``, seeded so the same config starts the same."""
+    torch.manual_seed(config.seed)
+    device = pick_device()
+    data = load_data(config)
+    model = build_model(config, data).to(device)
+    return TrainingState(config, model, build_optimizer(config, model), data, device, config.batch_size)
+
+
 def train(
     config: TrainConfig,
     store: Store,
@@ -72,11 +82,8 @@ def train(
     say: Callable[[str], None] = print,
 ) -> str:
     """Train ``config`` as a new run in ``store``; returns the run id."""
-    torch.manual_seed(config.seed)
-    device = pick_device()
-    data = load_data(config)
-    model = build_model(config, data).to(device)
-    state = TrainingState(config, model, build_optimizer(config, model), data, device, config.batch_size)
+    state = build_state(config)
+    data, device = state.data, state.device
     with store.start_run(model=config.model_name, dataset=config.dataset, name=name) as run:
         config_path = run.dir / CONFIG_FILENAME
         write_atomic(config_path, render_live_file(config.model_dump()))
@@ -191,22 +198,27 @@ class EpochLoop:
     # ---------------------------------------------------------------- training
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        state = self.state
+        state, config = self.state, self.state.config
         state.model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, grad_norms = 0.0, 0, 0, []
         began = time.perf_counter()
-        loader = train_loader(state.data, state.batch_size, state.config.seed, epoch)
-        for step, (inputs, targets) in enumerate(loader):
-            self.at_step_boundary(epoch, step)
-            lr = lr_at(epoch - 1 + step / len(loader), state.config, len(loader), state.plateau)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
+        loader = train_loader(state.data, state.batch_size, config.seed, epoch)
+        batches = len(loader)
+        state.optimizer.zero_grad(set_to_none=True)
+        for index, (inputs, targets) in enumerate(loader):
+            self.at_step_boundary(epoch, index)
             inputs, targets = inputs.to(state.device), targets.to(state.device)
-            state.optimizer.zero_grad(set_to_none=True)
             logits = state.model(inputs)
-            loss = F.cross_entropy(logits, targets)
-            loss.backward()
-            state.optimizer.step()
+            loss = training_loss(logits, targets, config)
+            (loss / batches_per_step(config)).backward()  # accumulated gradients average, not sum
+            if ends_step(index, batches, config):
+                progress = epoch - 1 + index / batches
+                lr = lr_at(progress, config, optimizer_steps_in(batches, config), state.plateau)
+                for group in state.optimizer.param_groups:
+                    group["lr"] = lr
+                grad_norms.append(clip_gradients(state.model, config))
+                state.optimizer.step()
+                state.optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.item() * len(targets)
             correct += (logits.argmax(dim=1) == targets).sum().item()
             seen += len(targets)
@@ -214,6 +226,7 @@ class EpochLoop:
         return {
             "train/loss": loss_sum / seen,
             "train/accuracy": correct / seen,
+            "train/grad_norm": sum(grad_norms) / len(grad_norms),  # before clipping
             "samples_per_sec": seen / max(seconds, 1e-9),
         }
 

@@ -1,0 +1,92 @@
+"""Label smoothing, gradient clipping and accumulation: the functions, and a
+change of each taking effect in the running loop."""
+
+import math
+
+import pytest
+import torch
+
+from store import Store
+from trainer.appliers import apply_change
+from trainer.config import validate_config
+from trainer.live_config import LiveFile
+from trainer.loop import EpochLoop, build_state
+from trainer.review import review_edit
+from trainer.step import clip_gradients, ends_step, optimizer_steps_in, training_loss
+from trainer.watcher import ConfigWatcher
+
+
+def test_accumulation_steps_after_every_nth_batch_and_the_last():
+    config = validate_config({"gradient_accumulation_enabled": True, "gradient_accumulation_steps": 3})
+    assert [i for i in range(7) if ends_step(i, 7, config)] == [2, 5, 6]
+    assert optimizer_steps_in(7, config) == 3
+    off = validate_config({"gradient_accumulation_steps": 3})  # not enabled: every batch steps
+    assert optimizer_steps_in(7, off) == 7
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_hit():
+    logits, targets = torch.tensor([[10.0, 0.0, 0.0]]), torch.tensor([0])
+    plain = training_loss(logits, targets, validate_config({}))
+    smoothed = training_loss(logits, targets, validate_config({"label_smoothing_enabled": True}))
+    assert smoothed > plain + 0.1
+
+
+def test_clipping_bounds_the_global_norm_and_reports_it_before():
+    model = torch.nn.Linear(4, 1)
+    model(torch.full((1, 4), 100.0)).sum().backward()
+    config = validate_config({"gradient_clipping": True, "gradient_clipping_value": 0.5})
+    before = clip_gradients(model, config)
+    after = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+    assert before > 100 and float(after) == pytest.approx(0.5, rel=1e-4)
+
+
+# --------------------------------------------------------- in the running loop
+
+
+def make_loop(tmp_path, **values) -> EpochLoop:
+    state = build_state(validate_config({"batch_size": 64, **values}))
+    store = Store(tmp_path / "runs")
+    run = store.start_run(model="mlp", dataset="digits")
+    path = tmp_path / "config.json"
+    path.write_text("{}")
+    return EpochLoop(state, run, ConfigWatcher(path), path, say=lambda message: None)
+
+
+def change(loop: EpochLoop, epochs_done: int, **values) -> None:
+    apply_change(loop.state, review_edit(LiveFile(values=values), loop.state.config, epochs_done))
+
+
+def record_steps(optimizer) -> list[float]:
+    """The global gradient norm seen by every optimizer step."""
+    norms = []
+
+    def before_step(opt, args, kwargs):
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+    optimizer.register_step_pre_hook(before_step)
+    return norms
+
+
+def test_accumulation_and_clipping_changed_mid_run(tmp_path):
+    loop = make_loop(tmp_path)
+    norms = record_steps(loop.state.optimizer)
+    loop.train_epoch(1)
+    batches = math.ceil(len(loop.state.data.train) / 64)
+    assert len(norms) == batches
+    assert max(norms) > 0.05
+
+    change(loop, 1, gradient_accumulation_enabled=True, gradient_accumulation_steps=4,
+           gradient_clipping=True, gradient_clipping_value=0.05)
+    norms.clear()
+    metrics = loop.train_epoch(2)
+    assert len(norms) == math.ceil(batches / 4)
+    assert max(norms) <= 0.05 * (1 + 1e-4)
+    assert metrics["train/grad_norm"] > 0.05  # reported before clipping
+
+
+def test_label_smoothing_changed_mid_run(tmp_path):
+    # Same seed, same start; a rate high enough that the plain loss falls fast in one epoch.
+    plain, smoothed = make_loop(tmp_path / "a", learning_rate=0.01), make_loop(tmp_path / "b", learning_rate=0.01)
+    change(smoothed, 0, label_smoothing_enabled=True, label_smoothing=0.9)
+    assert smoothed.train_epoch(1)["train/loss"] > plain.train_epoch(1)["train/loss"] + 0.5
