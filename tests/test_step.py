@@ -90,3 +90,28 @@ def test_label_smoothing_changed_mid_run(tmp_path):
     plain, smoothed = make_loop(tmp_path / "a", learning_rate=0.01), make_loop(tmp_path / "b", learning_rate=0.01)
     change(smoothed, 0, label_smoothing_enabled=True, label_smoothing=0.9)
     assert smoothed.train_epoch(1)["train/loss"] > plain.train_epoch(1)["train/loss"] + 0.5
+
+
+def test_optimizer_switch_and_betas_mid_run(tmp_path):
+    loop = make_loop(tmp_path)
+    loop.train_epoch(1)
+    assert isinstance(loop.state.optimizer, torch.optim.Adam)
+
+    change(loop, 1, beta1=0.8)
+    assert {g["betas"] for g in loop.state.optimizer.param_groups} == {(0.8, 0.999)}
+
+    change(loop, 1, optimizer="SGD", momentum=0.5, nesterov=True, learning_rate=0.05)
+    optimizer = loop.state.optimizer
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert [(g["momentum"], g["nesterov"]) for g in optimizer.param_groups] == [(0.5, True)]
+    steps = record_steps(optimizer)
+    loop.train_epoch(2)
+    assert len(steps) == math.ceil(len(loop.state.data.train) / 64)  # the new optimizer does the stepping
+    assert {g["lr"] for g in optimizer.param_groups} == {0.05}
+
+
+def test_nesterov_without_momentum_is_refused():
+    from trainer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="nesterov needs momentum > 0"):
+        validate_config({"optimizer": "SGD", "nesterov": True, "momentum": 0.0})

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from trainer.models import set_dropout
+from trainer.optim import build_optimizer
 from trainer.schedule import SCHEDULE_KEYS
 from trainer.step import STEP_SETTINGS
 from trainer.review import AcceptedChange
@@ -22,7 +23,7 @@ def _param_group_setter(group_key: str) -> Callable[[Any, Any], str]:
             group[group_key] = value
         if not groups:
             return f"{group_key} is not used by {type(state.optimizer).__name__}; kept for later"
-        return f"optimizer {group_key} = {value:g} in {len(groups)} param group(s)"
+        return f"optimizer {group_key} = {value} in {len(groups)} param group(s)"
 
     return apply
 
@@ -38,6 +39,21 @@ def _schedule_key(state, value) -> str:
 
 def _step_setting(state, value) -> str:
     return "used from the next training step"
+
+
+def _switch_optimizer(state, value) -> str:
+    state.optimizer = build_optimizer(state.config, state.model)
+    return f"a fresh {value} over the same parameters (moment estimates start again)"
+
+
+def _set_betas(state, value) -> str:
+    betas = (state.config.beta1, state.config.beta2)
+    groups = [g for g in state.optimizer.param_groups if "betas" in g]
+    for group in groups:
+        group["betas"] = betas
+    if not groups:
+        return f"betas are not used by {type(state.optimizer).__name__}; kept for later"
+    return f"optimizer betas = {betas} in {len(groups)} param group(s)"
 
 
 def _set_batch_size(state, value) -> str:
@@ -57,6 +73,10 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "learning_rate": _set_learning_rate,
     "weight_decay": _param_group_setter("weight_decay"),
     "momentum": _param_group_setter("momentum"),
+    "nesterov": _param_group_setter("nesterov"),
+    "optimizer": _switch_optimizer,
+    "beta1": _set_betas,
+    "beta2": _set_betas,
     "batch_size": _set_batch_size,
     "dropout_rate": _set_dropout,
     "num_epochs": _set_num_epochs,
@@ -68,6 +88,5 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
 @torch.no_grad()
 def apply_change(state, change: AcceptedChange) -> list[str]:
     """Apply every changed key to the running ``state``; returns what was done."""
-    done = [f"{key}: {APPLIERS[key](state, new)}" for key, (_, new) in change.diff.items()]
-    state.config = change.config
-    return done
+    state.config = change.config  # first: some appliers read sibling keys (beta1 with beta2)
+    return [f"{key}: {APPLIERS[key](state, new)}" for key, (_, new) in change.diff.items()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 EPOCH = "next epoch"  # most hot keys apply at the next epoch boundary
 STEP = "next epoch, then every step"  # schedule keys: read at every step once applied
@@ -38,8 +38,6 @@ class TrainConfig(BaseModel):
     val_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=FROZEN,
                              description="share of the data held out for validation, stratified")
     seed: int = Field(42, ge=0, json_schema_extra=FROZEN, description="seeds the split, the init and shuffling")
-    optimizer: Literal["Adam", "AdamW", "SGD"] = Field("Adam", json_schema_extra=FROZEN,
-                                                        description="the optimizer class")
 
     # --- hot: applied at the next epoch boundary
     num_epochs: int = Field(20, ge=1, le=100_000, json_schema_extra=hot(),
@@ -50,7 +48,13 @@ class TrainConfig(BaseModel):
                                  description="set on every optimizer param group")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, json_schema_extra=hot(),
                                 description="L2 penalty, set on every optimizer param group")
+    optimizer: Literal["Adam", "AdamW", "SGD"] = Field(
+        "Adam", json_schema_extra=hot(), description="the optimizer class; a switch starts its state afresh")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, json_schema_extra=hot(), description="Adam/AdamW first-moment decay")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, json_schema_extra=hot(),
+                         description="Adam/AdamW second-moment decay")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, json_schema_extra=hot(), description="SGD momentum")
+    nesterov: bool = Field(False, json_schema_extra=hot(), description="SGD: Nesterov momentum (needs momentum > 0)")
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=hot(),
                                 description="drop probability of every dropout layer (seed 001: 0.2)")
     label_smoothing_enabled: bool = Field(False, json_schema_extra=hot(),
@@ -90,6 +94,13 @@ class TrainConfig(BaseModel):
                                  description="keep the lr at or above min_lr (cosine decays to it)")
     min_lr: float = Field(1e-6, ge=0.0, le=10.0, json_schema_extra=hot(STEP),
                           description="the lr floor when min_lr_enabled (seed 003: 1e-6)")
+
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "TrainConfig":
+        if self.nesterov and self.optimizer == "SGD" and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0 with SGD")
+        return self
 
 
 CONTROLS = ("run", "pause", "stop")  # the live file's "control" key; applies at the next step

@@ -24,6 +24,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataSplit, load_data, train_loader, val_loader
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
 from trainer.models import build_model
+from trainer.optim import build_optimizer
 from trainer.appliers import apply_change
 from trainer.review import decode_edit, review_edit
 from trainer.schedule import Plateau, lr_at
@@ -48,15 +49,6 @@ class TrainingState:
     best_val_accuracy: float = float("-inf")
     paused_seconds: float = 0.0  # time spent paused in the current epoch
     plateau: Plateau = field(default_factory=Plateau)
-
-
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "SGD":
-        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-    optimizer_class = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}[config.optimizer]
-    return optimizer_class(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
 def pick_device() -> torch.device:
