@@ -115,3 +115,35 @@ def test_nesterov_without_momentum_is_refused():
 
     with pytest.raises(ConfigError, match="nesterov needs momentum > 0"):
         validate_config({"optimizer": "SGD", "nesterov": True, "momentum": 0.0})
+
+
+def test_early_stopping_switched_on_mid_run_restores_the_best_weights(tmp_path):
+    loop = make_loop(tmp_path)
+    stop, model = loop.state.early_stop, loop.state.model
+    best = None
+    for epoch, val_loss in enumerate([1.0, 0.5, 0.7, 0.8], start=1):
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)  # the weights move every epoch
+        stop.observe(epoch, val_loss, model)
+        if epoch == 2:
+            best = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not stop.should_stop(4, loop.state.config)  # off by default
+
+    change(loop, 4, early_stopping=True, early_stopping_patience=2)
+    assert stop.should_stop(4, loop.state.config)  # epochs 3 and 4 did not improve
+    loop.stop_early(4)
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    events = loop.run.store.events(loop.run.id)["message"].tolist()
+    assert events[0].startswith("Early stopping after epoch 4") and "weights of epoch 2" in events[0]
+
+
+def test_early_stopping_waits_for_patience():
+    from trainer.early_stop import EarlyStopping
+
+    config = validate_config({"early_stopping": True, "early_stopping_patience": 3})
+    stop, model = EarlyStopping(), torch.nn.Linear(1, 1)
+    for epoch, loss in enumerate([1.0, 1.1, 1.2], start=1):
+        stop.observe(epoch, loss, model)
+    assert not stop.should_stop(3, config)
+    stop.observe(4, 1.3, model)
+    assert stop.should_stop(4, config)

@@ -56,6 +56,11 @@ def _set_betas(state, value) -> str:
     return f"optimizer betas = {betas} in {len(groups)} param group(s)"
 
 
+def _early_stopping_setting(state, value) -> str:
+    stop = state.early_stop
+    return f"checked after every epoch; the best val loss so far is from epoch {stop.best_epoch}"
+
+
 def _set_batch_size(state, value) -> str:
     state.batch_size = value  # the loop builds each epoch's loader from it
     return f"training batches of {value} from now on"
@@ -82,6 +87,8 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "num_epochs": _set_num_epochs,
     **{key: _schedule_key for key in SCHEDULE_KEYS},
     **{key: _step_setting for key in STEP_SETTINGS},
+    "early_stopping": _early_stopping_setting,
+    "early_stopping_patience": _early_stopping_setting,
 }
 
 

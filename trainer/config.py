@@ -70,6 +70,11 @@ class TrainConfig(BaseModel):
     gradient_accumulation_steps: int = Field(4, ge=1, le=1024, json_schema_extra=hot(),
                                              description="batches per optimizer step (effective batch = "
                                                          "batch_size x this)")
+    early_stopping: bool = Field(False, json_schema_extra=hot(),
+                                 description="stop when the val loss stops improving; restore the best weights")
+    early_stopping_patience: int = Field(10, ge=1, le=100_000, json_schema_extra=hot(),
+                                         description="epochs without a better val loss before stopping "
+                                                     "(seed 003: 10)")
 
     # --- hot: the learning-rate schedule, a function of progress, from the next step
     lr_scheduler: Literal["none", "StepLR", "cosine", "ReduceLROnPlateau"] = Field(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from store import Run, Store
 from trainer.checkpoint import save_checkpoint
 from trainer.config import ConfigError, TrainConfig
+from trainer.early_stop import EarlyStopping
 from trainer.data import DataSplit, load_data, train_loader, val_loader
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
 from trainer.models import build_model
@@ -49,6 +50,7 @@ class TrainingState:
     best_val_accuracy: float = float("-inf")
     paused_seconds: float = 0.0  # time spent paused in the current epoch
     plateau: Plateau = field(default_factory=Plateau)
+    early_stop: EarlyStopping = field(default_factory=EarlyStopping)
 
 
 def pick_device() -> torch.device:
@@ -112,12 +114,16 @@ class EpochLoop:
                 return
             metrics.update(self.evaluate())
             self.observe_plateau(epoch, metrics["val/loss"])
+            self.state.early_stop.observe(epoch, metrics["val/loss"], self.state.model)
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
             self.run.log(epoch, metrics)
             self.save_checkpoints(epoch, metrics)
             self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
             epoch += 1
+            if self.state.early_stop.should_stop(epoch - 1, self.state.config):
+                self.stop_early(epoch - 1)
+                break
         best = self.state.best_val_accuracy
         self.run.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
 
@@ -241,6 +247,21 @@ class EpochLoop:
             self.run.event("info", f"ReduceLROnPlateau: no better validation loss for more than "
                            f"{config.plateau_patience} epochs; the lr is now {self.state.plateau.scale:g} "
                            f"x learning_rate.", epoch)
+
+    def stop_early(self, epoch: int) -> None:
+        """End the run with the best weights in the model and in the last checkpoint."""
+        stop, state = self.state.early_stop, self.state
+        stop.restore(state.model)
+        last = self.run.dir / "checkpoints" / "last.pt"
+        save_checkpoint(last, {"epoch": epoch, "restored_from_epoch": stop.best_epoch,
+                               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                               "config": state.config.model_dump()})
+        self.run.checkpoint(kind="last", epoch=epoch, path=last, metric="val/loss", value=stop.best_loss)
+        message = (f"Early stopping after epoch {epoch}: no better validation loss for "
+                   f"{epoch - stop.best_epoch} epochs; restored the weights of epoch {stop.best_epoch} "
+                   f"(val loss {stop.best_loss:.4f}).")
+        self.run.event("info", message, epoch)
+        self.say(message)
 
     def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
         state = self.state
