@@ -56,17 +56,22 @@ def lr_by_epoch(store: Store, run_id: str) -> dict[int, float]:
     return dict(zip(df["epoch"], df["value"]))
 
 
+def start_and_finish_epoch_1(runs_dir: Path, *overrides: str):
+    """A trainer process that has logged its first epoch, with its store, run id and live file."""
+    proc = start_trainer(runs_dir, *overrides)
+    store = Store(runs_dir)
+    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
+    wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+    return proc, store, run_id, runs_dir / run_id / "config.json"
+
+
 @pytest.fixture
 def runs_dir(tmp_path):
     return tmp_path / "runs"
 
 
 def test_lr_edit_reaches_the_optimizer_and_a_bad_edit_is_rejected(runs_dir):
-    proc = start_trainer(runs_dir, "num_epochs=40", "learning_rate=0.001")
-    store = Store(runs_dir)
-    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
-    config_path = runs_dir / run_id / "config.json"
-    wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+    proc, store, run_id, config_path = start_and_finish_epoch_1(runs_dir, "num_epochs=40", "learning_rate=0.001")
 
     # A hand edit, as a text editor would make it: rewrite the file in place.
     data = json.loads(config_path.read_text())
@@ -110,11 +115,7 @@ def test_lr_edit_reaches_the_optimizer_and_a_bad_edit_is_rejected(runs_dir):
 
 
 def test_pause_resume_and_stop_take_effect_within_an_epoch(runs_dir):
-    proc = start_trainer(runs_dir, "num_epochs=200")
-    store = Store(runs_dir)
-    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
-    config_path = runs_dir / run_id / "config.json"
-    wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+    proc, store, run_id, config_path = start_and_finish_epoch_1(runs_dir, "num_epochs=200")
 
     request_control(config_path, "pause")
     wait_for(lambda: store.run(run_id)["status"] == "paused", "the pause", proc, timeout=10)
@@ -135,11 +136,7 @@ def test_pause_resume_and_stop_take_effect_within_an_epoch(runs_dir):
 
 
 def test_switching_the_lr_schedule_mid_run_bends_the_curve(runs_dir):
-    proc = start_trainer(runs_dir, "num_epochs=40", "learning_rate=0.01")
-    store = Store(runs_dir)
-    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
-    config_path = runs_dir / run_id / "config.json"
-    wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+    proc, store, run_id, config_path = start_and_finish_epoch_1(runs_dir, "num_epochs=40", "learning_rate=0.01")
 
     request_change(config_path, {"lr_scheduler": "StepLR", "lr_step_size": 1, "lr_gamma": 0.5},
                    source="user", reason="decay from here")

@@ -1,5 +1,7 @@
 import time
 
+import pytest
+
 from trainer.live_config import render_live_file, request_control, write_atomic
 from trainer.watcher import ConfigWatcher
 
@@ -13,9 +15,14 @@ def wait_until(condition, timeout=5.0):
     return False
 
 
-def test_control_changes_are_seen_at_once(tmp_path):
+@pytest.fixture
+def path(tmp_path):
     path = tmp_path / "config.json"
     write_atomic(path, render_live_file({"learning_rate": 0.1}))
+    return path
+
+
+def test_control_changes_are_seen_at_once(path):
     with ConfigWatcher(path) as watcher:
         request_control(path, "pause")
         assert wait_until(lambda: watcher.control == "pause")
@@ -23,11 +30,9 @@ def test_control_changes_are_seen_at_once(tmp_path):
         assert wait_until(lambda: watcher.control == "stop")
 
 
-def test_reading_the_file_does_not_feed_back(tmp_path):
+def test_reading_the_file_does_not_feed_back(path):
     # Reading the file raises inotify open/close events; reacting to those by
     # reading again once spun a core and slowed training tenfold.
-    path = tmp_path / "config.json"
-    write_atomic(path, render_live_file({"learning_rate": 0.1}))
     with ConfigWatcher(path) as watcher:
         request_control(path, "pause")
         assert wait_until(lambda: watcher.control == "pause")

@@ -16,8 +16,16 @@ from trainer.step import STEP_SETTINGS
 from trainer.review import AcceptedChange
 
 
-def _param_group_setter(group_key: str) -> Callable[[Any, Any], str]:
+def _param_group_setter(group_key: str, group_value: Callable[[Any, Any], Any] | None = None):
+    """An applier that sets ``group_key`` in every param group that has it.
+
+    ``group_value(state, value)`` derives what to set when it is not the key's
+    own value (Adam's ``betas`` pair from ``beta1`` and ``beta2``).
+    """
+
     def apply(state, value) -> str:
+        if group_value is not None:
+            value = group_value(state, value)
         groups = [g for g in state.optimizer.param_groups if group_key in g]
         for group in groups:
             group[group_key] = value
@@ -26,6 +34,10 @@ def _param_group_setter(group_key: str) -> Callable[[Any, Any], str]:
         return f"optimizer {group_key} = {value} in {len(groups)} param group(s)"
 
     return apply
+
+
+def _betas(state, value) -> tuple[float, float]:
+    return state.config.beta1, state.config.beta2  # the config in force holds both halves
 
 
 def _set_learning_rate(state, value) -> str:
@@ -44,16 +56,6 @@ def _step_setting(state, value) -> str:
 def _switch_optimizer(state, value) -> str:
     state.optimizer = build_optimizer(state.config, state.model)
     return f"a fresh {value} over the same parameters (moment estimates start again)"
-
-
-def _set_betas(state, value) -> str:
-    betas = (state.config.beta1, state.config.beta2)
-    groups = [g for g in state.optimizer.param_groups if "betas" in g]
-    for group in groups:
-        group["betas"] = betas
-    if not groups:
-        return f"betas are not used by {type(state.optimizer).__name__}; kept for later"
-    return f"optimizer betas = {betas} in {len(groups)} param group(s)"
 
 
 def _early_stopping_setting(state, value) -> str:
@@ -80,8 +82,8 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "momentum": _param_group_setter("momentum"),
     "nesterov": _param_group_setter("nesterov"),
     "optimizer": _switch_optimizer,
-    "beta1": _set_betas,
-    "beta2": _set_betas,
+    "beta1": _param_group_setter("betas", _betas),
+    "beta2": _param_group_setter("betas", _betas),
     "batch_size": _set_batch_size,
     "dropout_rate": _set_dropout,
     "num_epochs": _set_num_epochs,

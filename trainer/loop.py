@@ -252,35 +252,36 @@ class EpochLoop:
         """End the run with the best weights in the model and in the last checkpoint."""
         stop, state = self.state.early_stop, self.state
         stop.restore(state.model)
-        last = self.run.dir / "checkpoints" / "last.pt"
-        save_checkpoint(last, {"epoch": epoch, "restored_from_epoch": stop.best_epoch,
-                               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                               "config": state.config.model_dump()})
-        self.run.checkpoint(kind="last", epoch=epoch, path=last, metric="val/loss", value=stop.best_loss)
+        self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
+                              metric="val/loss", value=stop.best_loss)
         message = (f"Early stopping after epoch {epoch}: no better validation loss for "
                    f"{epoch - stop.best_epoch} epochs; restored the weights of epoch {stop.best_epoch} "
                    f"(val loss {stop.best_loss:.4f}).")
         self.run.event("info", message, epoch)
         self.say(message)
 
-    def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
+    def checkpoint_payload(self, epoch: int, **extra) -> dict:
         state = self.state
-        payload = {
+        return {
             "epoch": epoch,
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
             "config": state.config.model_dump(),
-            "metrics": metrics,
+            **extra,
         }
-        last = self.run.dir / "checkpoints" / "last.pt"
-        save_checkpoint(last, payload)
-        self.run.checkpoint(kind="last", epoch=epoch, path=last, metric="val/accuracy", value=metrics["val/accuracy"])
-        if metrics["val/accuracy"] > state.best_val_accuracy:
-            state.best_val_accuracy = metrics["val/accuracy"]
-            best = self.run.dir / "checkpoints" / "best.pt"
-            save_checkpoint(best, payload)
-            self.run.checkpoint(kind="best", epoch=epoch, path=best, metric="val/accuracy",
-                                 value=metrics["val/accuracy"])
+
+    def write_checkpoint(self, kind: str, payload: dict, *, metric: str, value: float) -> None:
+        path = self.run.dir / "checkpoints" / f"{kind}.pt"
+        save_checkpoint(path, payload)
+        self.run.checkpoint(kind=kind, epoch=payload["epoch"], path=path, metric=metric, value=value)
+
+    def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
+        payload = self.checkpoint_payload(epoch, metrics=metrics)
+        accuracy = metrics["val/accuracy"]
+        self.write_checkpoint("last", payload, metric="val/accuracy", value=accuracy)
+        if accuracy > self.state.best_val_accuracy:
+            self.state.best_val_accuracy = accuracy
+            self.write_checkpoint("best", payload, metric="val/accuracy", value=accuracy)
 
 
 def format_epoch(epoch: int, total: int, m: dict[str, float]) -> str:
