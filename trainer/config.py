@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 EPOCH = "next epoch"  # most hot keys apply at the next epoch boundary
 STEP = "next epoch, then every step"  # schedule keys: read at every step once applied
@@ -21,23 +21,47 @@ def hot(applies: str = EPOCH) -> dict[str, Any]:
 
 
 FROZEN = {"hot": False, "applies": "fixed for the run (start a new run to change it)"}
+COMPAT = {"hot": False, "applies": "accepted from seed 003's config; fixed for the run"}
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
-    # --- what is trained on what: fixed, a checkpoint only fits its own model
+    # --- what is trained on what: fixed, a checkpoint only fits its own model and data
     model_name: str = Field("mlp", min_length=1, json_schema_extra=FROZEN,
-                            description="'mlp' (seed 001) or any timm model name")
-    dataset: Literal["digits"] = Field("digits", json_schema_extra=FROZEN,
-                                       description="built-in scikit-learn digits (8x8 grey, 10 classes)")
-    img_size: int = Field(8, ge=8, le=1024, json_schema_extra=FROZEN,
-                          description="images are resized to img_size x img_size; digits are 8x8 natively")
-    hidden_size: int = Field(128, ge=1, le=65536, json_schema_extra=FROZEN,
-                             description="width of the mlp's hidden layer (seed 001: Dense 128)")
+                            description="'mlp' (seed 001), 'text_embedding_bag' (seed 004), any timm model "
+                                        "name, or a Keras-style alias such as MobileNetV3 or EfficientNetB0")
+    dataset: Literal["auto", "digits", "image_folder", "mnist", "text_csv", "imdb_npz"] = Field(
+        "auto", json_schema_extra=FROZEN,
+        description="auto: built-in digits when data_dir is empty, else detected from what data_dir holds")
+    data_dir: str = Field("", json_schema_extra=FROZEN,
+                          description="class folders, MNIST IDX files, a text CSV or an IMDB .npz; "
+                                      "Windows paths are accepted")
+    img_size: int = Field(0, ge=0, le=1024, json_schema_extra=FROZEN,
+                          description="images are resized to img_size x img_size; 0 = the data set's own "
+                                      "(digits 8, MNIST 28, class folders 224)")
     val_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=FROZEN,
                              description="share of the data held out for validation, stratified")
     seed: int = Field(42, ge=0, json_schema_extra=FROZEN, description="seeds the split, the init and shuffling")
+    use_pretrained: bool = Field(False, json_schema_extra=FROZEN,
+                                 description="timm models: start from pretrained weights (the hub, or "
+                                             "pretrained_path when set)")
+    pretrained_path: str = Field("", json_schema_extra=FROZEN,
+                                 description="a local .pth/.pt/.safetensors file of weights to start from")
+    head: Literal["default", "seed002"] = Field(
+        "default", json_schema_extra=FROZEN,
+        description="timm models: the model's own classifier, or seed 002's pooling -> Dense hidden_size "
+                    "ReLU -> Dropout -> BatchNorm -> Dense classes")
+    hidden_size: int = Field(128, ge=1, le=65536, json_schema_extra=FROZEN,
+                             description="width of the mlp's hidden layer and of the seed002 head "
+                                         "(seed 001 and 002: 128)")
+    vocab_size: int = Field(10_000, ge=3, le=10_000_000, json_schema_extra=FROZEN,
+                            description="text: the most frequent words kept; the rest map to one "
+                                        "out-of-vocabulary index (seed 004: 10,000)")
+    max_len: int = Field(256, ge=1, le=100_000, json_schema_extra=FROZEN,
+                         description="text: sequences are padded or cut to this many tokens (seed 004: 256)")
+    embedding_dim: int = Field(16, ge=1, le=4096, json_schema_extra=FROZEN,
+                               description="text_embedding_bag: embedding and hidden width (seed 004: 16)")
 
     # --- hot: applied at the next epoch boundary
     num_epochs: int = Field(20, ge=1, le=100_000, json_schema_extra=hot(),
@@ -76,6 +100,46 @@ class TrainConfig(BaseModel):
                                          description="epochs without a better val loss before stopping "
                                                      "(seed 003: 10)")
 
+    use_class_weights: bool = Field(False, json_schema_extra=hot(),
+                                    description="counter class imbalance as weight_strategy says")
+    weight_strategy: Literal["balanced", "oversample", "manual"] = Field(
+        "balanced", json_schema_extra=hot(),
+        description="balanced: loss weights n / (classes x n_class); oversample: draw training samples "
+                    "inversely to their class size; manual: the loss weights in class_weights")
+    class_weights: dict[str, float] = Field(
+        default_factory=dict, json_schema_extra=hot(),
+        description="manual loss weight per class name; classes left out weigh 1.0")
+    use_augmentation: bool = Field(False, json_schema_extra=hot(),
+                                   description="images: seed 002's random rotation, flips, shifts, zoom and "
+                                               "brightness on each training batch")
+    advanced_augmentation_enabled: bool = Field(False, json_schema_extra=hot(),
+                                                description="images: mix pairs of training samples "
+                                                            "(cutmix or mixup) with soft targets")
+    cutmix_prob: float = Field(0.5, ge=0.0, le=1.0, json_schema_extra=hot(),
+                               description="share of mixed batches that use cutmix; the rest use mixup")
+    mixup_alpha: float = Field(0.2, gt=0.0, le=10.0, json_schema_extra=hot(),
+                               description="mixing ratios are drawn from Beta(mixup_alpha, mixup_alpha)")
+    mixed_precision: bool = Field(False, json_schema_extra=hot(),
+                                  description="autocast: fp16 with loss scaling on CUDA, bf16 on CPU")
+    loss_scaling_enabled: bool = Field(True, json_schema_extra=hot(),
+                                       description="fp16 on CUDA: scale the loss so small gradients survive")
+    loss_scale: Literal["dynamic", "static"] = Field(
+        "dynamic", json_schema_extra=hot(),
+        description="dynamic: grow and back off the scale; static: keep static_loss_scale")
+    static_loss_scale: float = Field(128.0, gt=0.0, le=2.0**24, json_schema_extra=hot(),
+                                     description="the loss scale when loss_scale is static")
+    model_ema: bool = Field(False, json_schema_extra=hot(),
+                            description="keep an exponential moving average of the weights and "
+                                        "evaluate and checkpoint it")
+    model_ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, json_schema_extra=hot(),
+                                   description="EMA decay per optimizer step (with timm's warmup, so short "
+                                               "runs still move)")
+    freeze_backbone: bool = Field(False, json_schema_extra=hot(),
+                                  description="train only the classifier head (seed 002's first phase)")
+    fine_tune_at: int = Field(0, ge=0, le=100_000, json_schema_extra=hot(),
+                              description="when the backbone is not frozen: keep its layer groups before "
+                                          "this index frozen (seed 002: 100); 0 trains all")
+
     # --- hot: the learning-rate schedule, a function of progress, from the next step
     lr_scheduler: Literal["none", "StepLR", "cosine", "ReduceLROnPlateau"] = Field(
         "none", json_schema_extra=hot(STEP), description="how the lr moves after warmup; none keeps it constant")
@@ -100,6 +164,33 @@ class TrainConfig(BaseModel):
     min_lr: float = Field(1e-6, ge=0.0, le=10.0, json_schema_extra=hot(STEP),
                           description="the lr floor when min_lr_enabled (seed 003: 1e-6)")
 
+
+    # --- seed 003's bookkeeping keys: accepted so its config files load as they are
+    model_save_dir: str = Field("", json_schema_extra=COMPAT,
+                                description="not used: checkpoints go to runs/<run_id>/checkpoints")
+    default_param_save_dir: str = Field("", json_schema_extra=COMPAT,
+                                        description="not used: configs live in runs/<run_id>/config.json")
+    tensorboard_log_dir: str = Field("", json_schema_extra=COMPAT,
+                                     description="not used: metrics go to runs/tiller.db")
+    use_tensorboard: bool = Field(False, json_schema_extra=COMPAT, description="not used: Tiller is the dashboard")
+    task_type: Literal["classification"] = Field("classification", json_schema_extra=COMPAT,
+                                                 description="the only task Tiller trains")
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], json_schema_extra=COMPAT,
+                               description="not used: loss and accuracy are always logged")
+    model_note: str = Field("", json_schema_extra=COMPAT, description="free text kept with the config")
+    activation_function: str = Field("None", json_schema_extra=COMPAT,
+                                     description="not used: each model keeps its own activations")
+    model_filename: str = Field("", json_schema_extra=COMPAT, description="not used: runs are named by id")
+    timestamp: str = Field("", json_schema_extra=COMPAT, description="not used: runs record their own times")
+
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights_are_positive(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in weights.items() if not 0.0 < weight <= 1000.0]
+        if bad:
+            raise ValueError(f"each class weight must be > 0 and <= 1000; not so for {bad}")
+        return weights
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "TrainConfig":

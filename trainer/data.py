@@ -28,7 +28,7 @@ class DataSplit:
 
 
 def load_data(config: TrainConfig) -> DataSplit:
-    if config.dataset == "digits":
+    if config.dataset == "digits" or (config.dataset == "auto" and not config.data_dir):
         return _digits(config)
     raise ValueError(f"unknown dataset {config.dataset!r}")
 
@@ -36,16 +36,17 @@ def load_data(config: TrainConfig) -> DataSplit:
 def _digits(config: TrainConfig) -> DataSplit:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), no download."""
     bunch = load_digits()
+    size = config.img_size or 8
     images = bunch.images.astype(np.float32) / 16.0  # pixel values are 0..16
     x_train, x_val, y_train, y_val = train_test_split(
         images, bunch.target, test_size=config.val_split, stratify=bunch.target, random_state=config.seed
     )
     return DataSplit(
-        train=TensorDataset(_as_images(x_train, config.img_size), torch.as_tensor(y_train)),
-        val=TensorDataset(_as_images(x_val, config.img_size), torch.as_tensor(y_val)),
+        train=TensorDataset(_as_images(x_train, size), torch.as_tensor(y_train)),
+        val=TensorDataset(_as_images(x_val, size), torch.as_tensor(y_val)),
         class_names=[str(name) for name in bunch.target_names],
         in_channels=1,
-        image_size=config.img_size,
+        image_size=size,
     )
 
 
