@@ -77,7 +77,30 @@ def _create_core_tables(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_create_core_tables]
+def _create_prediction_tables(db: sqlite_utils.Database) -> None:
+    # What the evaluation panels are computed from. The validation samples are
+    # the same every epoch, so their labels and ids are stored once per run and
+    # each epoch adds only its class probabilities (float16, row-major).
+    db["val_samples"].create(
+        {
+            "run_id": str,
+            "task": str,  # multiclass / binary
+            "class_names": str,  # JSON list, index = label
+            "labels": bytes,  # int32, one per sample
+            "sample_ids": str,  # JSON list: file path or "<source>#<index>"
+            "count": int,
+        },
+        pk="run_id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["predictions"].create(
+        {"run_id": str, "epoch": int, "probs": bytes, "rows": int, "cols": int, "time": float},
+        pk=("run_id", "epoch"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
+MIGRATIONS = [_create_core_tables, _create_prediction_tables]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from store.configdiff import diff_configs
 from store.db import connect
+from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
 from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
 from store.run import Run
 
@@ -176,6 +177,24 @@ class Store:
                 pk=("run_id", "kind"),
             )
 
+    def record_val_samples(
+        self, run_id: str, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass"
+    ) -> None:
+        """The run's validation samples (labels, ids, class names), once per run."""
+        row = samples_row(run_id, labels, sample_ids, class_names, task)
+        with self._lock, self.db.conn:
+            self.db["val_samples"].upsert(row, pk="run_id")
+
+    def record_predictions(self, run_id: str, epoch: int, probs) -> None:
+        """One epoch's class probabilities, (samples, classes), in val-sample order."""
+        blob, rows, cols = encode_probs(probs)
+        with self._lock, self.db.conn:
+            self.db["predictions"].upsert(
+                {"run_id": run_id, "epoch": int(epoch), "probs": blob, "rows": rows, "cols": cols,
+                 "time": time.time()},
+                pk=("run_id", "epoch"),
+            )
+
     # ------------------------------------------------------------------ reads
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
@@ -284,6 +303,33 @@ class Store:
         return self._query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY kind", [run_id])
 
     # -------------------------------------------------------------- tracking
+
+    def prediction_epochs(self, run_id: str) -> list[int]:
+        """Epochs of ``run_id`` with stored validation predictions, ascending."""
+        with self._lock:
+            rows = self.db.execute("SELECT epoch FROM predictions WHERE run_id = ? ORDER BY epoch", [run_id])
+            return [row[0] for row in rows.fetchall()]
+
+    def predictions(self, run_id: str, epoch: int) -> Predictions | None:
+        """The validation predictions of one epoch, or ``None`` if none were stored."""
+        with self._lock:
+            samples = self.db.execute(
+                "SELECT task, class_names, labels, sample_ids, count FROM val_samples WHERE run_id = ?", [run_id]
+            ).fetchone()
+            probs = self.db.execute(
+                "SELECT probs, rows, cols FROM predictions WHERE run_id = ? AND epoch = ?", [run_id, int(epoch)]
+            ).fetchone()
+        if samples is None or probs is None:
+            return None
+        task, class_names, labels, sample_ids, _ = samples
+        return Predictions(
+            epoch=int(epoch),
+            probs=decode_probs(*probs),
+            labels=decode_labels(labels),
+            sample_ids=json.loads(sample_ids),
+            class_names=json.loads(class_names),
+            task=task,
+        )
 
     def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None):
         """Open a run for logging; use as ``with store.start_run(...) as run:``."""

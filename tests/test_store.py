@@ -138,3 +138,36 @@ def test_checkpoints_upsert_per_kind(store):
 def test_foreign_keys_enforced(store):
     with pytest.raises(sqlite3.IntegrityError):
         store.log_metrics("no-such-run", 1, {"loss": 1.0})
+
+
+def test_predictions_round_trip_compactly(store):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=50).astype(np.float32)
+    labels = rng.integers(0, 3, size=50)
+    with store.start_run(model="mlp", dataset="d") as run:
+        run.val_samples(labels=labels, sample_ids=[f"良性/{i}.png" for i in range(50)],
+                        class_names=["良性", "恶性", "正常"])
+        run.predictions(1, probs)
+        run.predictions(2, probs[::-1])
+    stored = store.predictions(run.id, 1)
+    assert store.prediction_epochs(run.id) == [1, 2]
+    assert np.allclose(stored.probs, probs, atol=1e-3)  # float16
+    assert stored.probs.dtype == np.float32 and list(stored.labels) == list(labels)
+    assert stored.class_names == ["良性", "恶性", "正常"] and stored.sample_ids[3] == "良性/3.png"
+    assert stored.task == "multiclass"
+    assert (stored.predicted == probs.argmax(axis=1)).mean() > 0.95
+    assert store.predictions(run.id, 3) is None
+    blob = store.db.execute("SELECT length(probs) FROM predictions WHERE epoch = 1").fetchone()[0]
+    assert blob == 50 * 3 * 2
+
+
+def test_predictions_refuse_mismatched_shapes(store):
+    import numpy as np
+
+    run_id = store.create_run(model="mlp", dataset="d")
+    with pytest.raises(ValueError, match="2 sample ids for 3 labels"):
+        store.record_val_samples(run_id, labels=[0, 1, 1], sample_ids=["a", "b"], class_names=["x", "y"])
+    with pytest.raises(ValueError, match="samples, classes"):
+        store.record_predictions(run_id, 1, np.zeros(4))
