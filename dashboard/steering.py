@@ -6,12 +6,27 @@ channel); these helpers decide what to send and whether it would be accepted.
 
 from __future__ import annotations
 
+import json
+import typing
 from typing import Any, Mapping
 
 from dashboard.display import is_live
-from trainer.config import ConfigError, validate_config
+from trainer.config import ConfigError, TrainConfig, validate_config
 from trainer.live_config import LiveFile
 from trainer.review import review_edit
+
+
+def decode_json_fields(submitted: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The form's values with JSON text fields (``class_weights``) decoded; problems if they fail."""
+    decoded, problems = dict(submitted), []
+    for key, field in TrainConfig.model_fields.items():
+        if key in submitted and typing.get_origin(field.annotation) is dict:
+            try:
+                decoded[key] = json.loads(submitted[key] or "{}")
+            except json.JSONDecodeError as exc:
+                problems.append(f"{key}: not valid JSON ({exc.msg} at character {exc.pos}); "
+                                'write it like {"class name": 2.0}')
+    return decoded, problems
 
 
 def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ a config version with ``source="user"`` and the reason typed here.
 
 from __future__ import annotations
 
+import json
 import math
 import typing
 from typing import Any, Mapping
@@ -15,7 +16,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.display import ENDED_EXPLANATIONS, diff_text, epochs_done, is_live, md_escape
-from dashboard.steering import allowed_controls, change_problems, changed_values
+from dashboard.steering import allowed_controls, change_problems, changed_values, decode_json_fields
 from dashboard.tables import pending_table
 from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds
 from trainer.live_config import request_change, request_control
@@ -114,6 +115,8 @@ def hot_key_input(key: str, value: Any, info: Mapping[str, Any], disabled: bool,
     if typing.get_origin(annotation) is typing.Literal:
         options = list(typing.get_args(annotation))
         return st.selectbox(key, options, index=options.index(value), **common)
+    if typing.get_origin(annotation) is dict:  # class_weights: edited as JSON text
+        return st.text_input(key, value=json.dumps(value, ensure_ascii=False), **common)
     if annotation is int:
         return st.number_input(key, min_value=low, max_value=high, value=int(value), step=1, **common)
     return st.number_input(
@@ -122,13 +125,29 @@ def hot_key_input(key: str, value: Any, info: Mapping[str, Any], disabled: bool,
     )
 
 
-def form_sections() -> list[tuple[str, list[str]]]:
-    """The hot keys, the schedule's apart from the rest."""
-    keys = hot_keys()
-    return [
-        ("Training", [k for k in keys if k not in SCHEDULE_KEYS]),
-        ("Learning-rate schedule", [k for k in keys if k in SCHEDULE_KEYS]),
-    ]
+# The form's sections, most used first; the later ones start folded.
+SECTIONS: list[tuple[str, tuple[str, ...], bool]] = [
+    ("Training", ("learning_rate", "batch_size", "num_epochs", "optimizer", "weight_decay", "dropout_rate",
+                  "beta1", "beta2", "momentum", "nesterov"), True),
+    ("Learning-rate schedule", SCHEDULE_KEYS, True),
+    ("Regularisation and augmentation", (
+        "label_smoothing_enabled", "label_smoothing", "use_augmentation", "advanced_augmentation_enabled",
+        "cutmix_prob", "mixup_alpha", "early_stopping", "early_stopping_patience"), False),
+    ("Class imbalance", ("use_class_weights", "weight_strategy", "class_weights"), False),
+    ("Steps, precision and layers", (
+        "gradient_clipping", "gradient_clipping_value", "gradient_accumulation_enabled",
+        "gradient_accumulation_steps", "mixed_precision", "loss_scaling_enabled", "loss_scale",
+        "static_loss_scale", "model_ema", "model_ema_decay", "freeze_backbone", "fine_tune_at"), False),
+]
+
+
+def form_sections() -> list[tuple[str, list[str], bool]]:
+    """(title, hot keys, expanded) in order; a hot key no section names lands in "Other"."""
+    hot = hot_keys()
+    sections = [(title, [k for k in keys if k in hot], expanded) for title, keys, expanded in SECTIONS]
+    listed = {key for _, keys, _ in sections for key in keys}
+    rest = [key for key in hot if key not in listed]
+    return sections + ([("Other", rest, False)] if rest else [])
 
 
 def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int) -> None:
@@ -139,16 +158,16 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
     with st.form(f"steer-{run_id}"):
         st.markdown("Hot keys: changes apply at the **next epoch boundary**.")
         submitted = {}
-        for title, keys in form_sections():
-            st.markdown(f"**{title}**")
-            # Row by row, so a checkbox and a number input side by side stay aligned.
-            for row in range(0, len(keys), 2):
-                for column, key in zip(st.columns(2, vertical_alignment="bottom"), keys[row:row + 2]):
-                    with column:
-                        # The version in the widget key resets the inputs to the new
-                        # config in force once a change has been applied.
-                        submitted[key] = hot_key_input(key, config[key], info[key], bool(ended),
-                                                       f"steer-{run_id}-v{version}-{key}")
+        for title, keys, expanded in form_sections():
+            with st.expander(title, expanded=expanded):
+                # Row by row, so a checkbox and a number input side by side stay aligned.
+                for row in range(0, len(keys), 2):
+                    for column, key in zip(st.columns(2, vertical_alignment="bottom"), keys[row:row + 2]):
+                        with column:
+                            # The version in the widget key resets the inputs to the new
+                            # config in force once a change has been applied.
+                            submitted[key] = hot_key_input(key, config[key], info[key], bool(ended),
+                                                           f"steer-{run_id}-v{version}-{key}")
         reason = st.text_input("reason", placeholder="why: recorded with the change", max_chars=500,
                                disabled=bool(ended), key=f"steer-{run_id}-reason")
         send = st.form_submit_button("Send changes", type="primary", disabled=bool(ended))
@@ -157,6 +176,10 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
 
 
 def send_changes(run_id: str, config: Mapping[str, Any], submitted: Mapping[str, Any], reason: str) -> None:
+    submitted, problems = decode_json_fields(submitted)
+    if problems:
+        st.error("Not sent; the run keeps its config:\n\n" + "\n".join(f"- {md_escape(p)}" for p in problems))
+        return
     updates = changed_values(submitted, config)
     if not updates:
         st.info("Nothing sent: every value equals the config in force.")

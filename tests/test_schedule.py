@@ -61,3 +61,16 @@ def test_plateau_scale_only_counts_for_its_scheduler():
     plateau = Plateau(scale=0.25)
     assert lr_at(1, config(), STEPS, plateau) == pytest.approx(0.1)
     assert not math.isnan(lr_at(1, config(lr_scheduler="cosine", num_epochs=1), STEPS, plateau))
+
+
+def test_cosine_warmup_starts_slower_and_meets_the_linear_ramp_at_the_end():
+    from trainer.config import validate_config
+    from trainer.schedule import Plateau, lr_at
+
+    linear = validate_config({"warmup_enabled": True, "warmup_steps": 10, "learning_rate": 1.0})
+    cosine = validate_config({"warmup_enabled": True, "warmup_steps": 10, "learning_rate": 1.0,
+                              "warmup_method": "cosine"})
+    at = lambda step, config: lr_at(step / 10, config, 10, Plateau())  # noqa: E731  (10 steps per epoch)
+    assert at(1, cosine) < at(1, linear)
+    assert at(9, cosine) == pytest.approx(1.0) == at(9, linear)
+    assert [at(s, cosine) for s in range(10)] == sorted(at(s, cosine) for s in range(10))

@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import torch
 
+from trainer.freeze import apply_freeze
 from trainer.models import set_dropout
+from trainer.precision import Precision
 from trainer.optim import build_optimizer
 from trainer.schedule import SCHEDULE_KEYS
 from trainer.step import STEP_SETTINGS
@@ -76,6 +78,39 @@ def _set_num_epochs(state, value) -> str:
     return f"the run now ends after epoch {value}"
 
 
+def _set_imbalance(state, value) -> str:
+    state.refresh_imbalance()
+    notes = "".join(f" ({note})" for note in state.imbalance.notes)
+    return state.imbalance.describe(state.data.class_names) + " from the next epoch" + notes
+
+
+def _image_batch_setting(state, value) -> str:
+    if state.data.kind != "image":
+        return "kept, but it only acts on image data (this run trains on text)"
+    return "used from the next training batch"
+
+
+def _set_precision(state, value) -> str:
+    state.precision = Precision.from_config(state.config, state.device, previous=state.precision)
+    return state.precision.describe()
+
+
+def _set_ema(state, value) -> str:
+    if not state.config.model_ema:
+        state.ema.stop()
+        return "EMA off: validation and checkpoints use the trained weights again"
+    if state.ema.active:
+        state.ema.set_decay(state.config.model_ema_decay)
+        return f"EMA decay {state.config.model_ema_decay:g}; the average so far is kept"
+    state.ema.start(state.model, state.config.model_ema_decay)
+    return "EMA on, starting from the current weights; validation and checkpoints use the average"
+
+
+def _set_freeze(state, value) -> str:
+    state.freeze = apply_freeze(state.model, state.config)
+    return state.freeze.describe() + "; the optimizer already holds every parameter"
+
+
 APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "learning_rate": _set_learning_rate,
     "weight_decay": _param_group_setter("weight_decay"),
@@ -90,6 +125,15 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     **{key: _schedule_key for key in SCHEDULE_KEYS},
     **{key: _step_setting for key in STEP_SETTINGS},
     "early_stopping": _early_stopping_setting,
+    **{key: _set_imbalance for key in ("use_class_weights", "weight_strategy", "class_weights")},
+    **{key: _image_batch_setting for key in ("use_augmentation", "advanced_augmentation_enabled",
+                                             "cutmix_prob", "mixup_alpha")},
+    **{key: _set_precision for key in ("mixed_precision", "loss_scaling_enabled", "loss_scale",
+                                       "static_loss_scale")},
+    "model_ema": _set_ema,
+    "model_ema_decay": _set_ema,
+    "freeze_backbone": _set_freeze,
+    "fine_tune_at": _set_freeze,
     "early_stopping_patience": _early_stopping_setting,
 }
 

@@ -157,8 +157,9 @@ class TrainConfig(BaseModel):
                                 description="warmup length as a share of num_epochs (seed 003: 0.05)")
     warmup_steps: int = Field(0, ge=0, le=10_000_000, json_schema_extra=hot(STEP),
                               description="warmup length in optimizer steps; 0 uses warmup_ratio")
-    warmup_method: Literal["linear"] = Field("linear", json_schema_extra=hot(STEP),
-                                             description="shape of the warmup ramp")
+    warmup_method: Literal["linear", "cosine"] = Field(
+        "linear", json_schema_extra=hot(STEP),
+        description="shape of the warmup ramp: a straight line, or half a cosine (slower at first)")
     min_lr_enabled: bool = Field(False, json_schema_extra=hot(STEP),
                                  description="keep the lr at or above min_lr (cosine decays to it)")
     min_lr: float = Field(1e-6, ge=0.0, le=10.0, json_schema_extra=hot(STEP),
@@ -243,7 +244,7 @@ def describe_keys() -> list[dict[str, Any]]:
         rows.append(
             {
                 "key": key,
-                "default": field.default,
+                "default": field.get_default(call_default_factory=True),
                 "bounds": bounds,
                 "hot": bool(field_info(key).get("hot")),
                 "applies": field_info(key).get("applies", ""),

@@ -10,26 +10,18 @@ Order of one epoch, top to bottom:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
 from store import Run, Store
+from trainer.appliers import apply_change
 from trainer.checkpoint import save_checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.early_stop import EarlyStopping
-from trainer.data import DataSplit, load_data, train_loader, val_loader
+from trainer.epoch import EpochObservations, train_one_epoch, validate
+from trainer.introspect import effective_settings, write_state
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
-from trainer.models import build_model
-from trainer.optim import build_optimizer
-from trainer.appliers import apply_change
 from trainer.review import decode_edit, review_edit
-from trainer.schedule import Plateau, lr_at
-from trainer.step import batches_per_step, clip_gradients, ends_step, optimizer_steps_in, training_loss
+from trainer.state import TrainingState, build_state, pick_device  # noqa: F401  (re-exported)
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2
@@ -37,33 +29,6 @@ PAUSE_POLL_S = 0.2
 
 class StopRequested(Exception):
     """The live config asked the run to stop."""
-
-
-@dataclass
-class TrainingState:
-    config: TrainConfig
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    data: DataSplit
-    device: torch.device
-    batch_size: int
-    best_val_accuracy: float = float("-inf")
-    paused_seconds: float = 0.0  # time spent paused in the current epoch
-    plateau: Plateau = field(default_factory=Plateau)
-    early_stop: EarlyStopping = field(default_factory=EarlyStopping)
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def build_state(config: TrainConfig) -> TrainingState:
-    """Data, model and optimizer for ``config``, seeded so the same config starts the same."""
-    torch.manual_seed(config.seed)
-    device = pick_device()
-    data = load_data(config)
-    model = build_model(config, data).to(device)
-    return TrainingState(config, model, build_optimizer(config, model), data, device, config.batch_size)
 
 
 def train(
@@ -77,25 +42,43 @@ def train(
 ) -> str:
     """Train ``config`` as a new run in ``store``; returns the run id."""
     state = build_state(config)
-    data, device = state.data, state.device
-    with store.start_run(model=config.model_name, dataset=config.dataset, name=name) as run:
+    with store.start_run(model=config.model_name, dataset=dataset_label(config), name=name) as run:
         config_path = run.dir / CONFIG_FILENAME
         write_atomic(config_path, render_live_file(config.model_dump()))
         run.config_version(config.model_dump(), source=source, reason=reason or "initial config", epoch=1)
-        run.event(
-            "info",
-            f"Started {config.model_name} on {config.dataset}: {len(data.train)} training and "
-            f"{len(data.val)} validation samples, {data.num_classes} classes, on {device}.",
-        )
+        announce_start(run, state)
         say(f"run {run.id}  (steer it by editing {config_path})")
         with ConfigWatcher(config_path) as watcher:
             EpochLoop(state, run, watcher, config_path, say).run_to_end()
     return run.id
 
 
+def dataset_label(config: TrainConfig) -> str:
+    if config.data_dir:
+        return Path(config.data_dir.replace("\\", "/")).name or config.data_dir
+    return "digits" if config.dataset == "auto" else config.dataset
+
+
+def announce_start(run: Run, state: TrainingState) -> None:
+    """The start event, the notes of building the model and data, and the validation samples."""
+    data = state.data
+    run.event("info", f"Started {state.config.model_name} on {data.source}: {len(data.train)} training and "
+              f"{len(data.val)} validation samples, {data.num_classes} classes, on {state.device}. "
+              f"{state.freeze.describe()}; {state.precision.describe()}.")
+    for note in getattr(state.model, "build_notes", []) + state.imbalance.notes:
+        run.event("info", note)
+    if data.skipped:
+        shown = "; ".join(data.skipped[:10]) + (f"; and {len(data.skipped) - 10} more" if len(data.skipped) > 10 else "")
+        run.event("warning", f"Skipped {len(data.skipped)} unreadable item(s) of the data set: {shown}.")
+    run.val_samples(labels=data.val_labels.numpy(), sample_ids=data.val_ids, class_names=data.class_names,
+                    task="binary" if getattr(state.model, "binary", False) else "multiclass")
+
+
 class EpochLoop:
     def __init__(self, state: TrainingState, run: Run, watcher: ConfigWatcher, config_path: Path, say):
         self.state, self.run, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
+        self.observations = EpochObservations()
+        self.last_probs = None
 
     def run_to_end(self) -> None:
         epoch = 1
@@ -114,10 +97,12 @@ class EpochLoop:
                 return
             metrics.update(self.evaluate())
             self.observe_plateau(epoch, metrics["val/loss"])
-            self.state.early_stop.observe(epoch, metrics["val/loss"], self.state.model)
+            self.state.early_stop.observe(epoch, metrics["val/loss"], self.state.evaluated_model)
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
             self.run.log(epoch, metrics)
+            self.run.predictions(epoch, self.last_probs.numpy())
+            write_state(self.run.dir, effective_settings(self.state, epoch, self.observations))
             self.save_checkpoints(epoch, metrics)
             self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
             epoch += 1
@@ -196,50 +181,14 @@ class EpochLoop:
     # ---------------------------------------------------------------- training
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        state, config = self.state, self.state.config
-        state.model.train()
-        loss_sum, correct, seen, grad_norms = 0.0, 0, 0, []
-        began = time.perf_counter()
-        loader = train_loader(state.data, state.batch_size, config.seed, epoch)
-        batches = len(loader)
-        state.optimizer.zero_grad(set_to_none=True)
-        for index, (inputs, targets) in enumerate(loader):
-            self.at_step_boundary(epoch, index)
-            inputs, targets = inputs.to(state.device), targets.to(state.device)
-            logits = state.model(inputs)
-            loss = training_loss(logits, targets, config)
-            (loss / batches_per_step(config)).backward()  # accumulated gradients average, not sum
-            if ends_step(index, batches, config):
-                progress = epoch - 1 + index / batches
-                lr = lr_at(progress, config, optimizer_steps_in(batches, config), state.plateau)
-                for group in state.optimizer.param_groups:
-                    group["lr"] = lr
-                grad_norms.append(clip_gradients(state.model, config))
-                state.optimizer.step()
-                state.optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.item() * len(targets)
-            correct += (logits.argmax(dim=1) == targets).sum().item()
-            seen += len(targets)
-        seconds = time.perf_counter() - began - state.paused_seconds
-        return {
-            "train/loss": loss_sum / seen,
-            "train/accuracy": correct / seen,
-            "train/grad_norm": sum(grad_norms) / len(grad_norms),  # before clipping
-            "samples_per_sec": seen / max(seconds, 1e-9),
-        }
+        metrics, self.observations = train_one_epoch(
+            self.state, epoch, lambda index: self.at_step_boundary(epoch, index))
+        return metrics
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        state = self.state
-        state.model.eval()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for inputs, targets in val_loader(state.data, state.batch_size):
-            inputs, targets = inputs.to(state.device), targets.to(state.device)
-            logits = state.model(inputs)
-            loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == targets).sum().item()
-            seen += len(targets)
-        return {"val/loss": loss_sum / seen, "val/accuracy": correct / seen}
+        result = validate(self.state)
+        self.last_probs = result.probs
+        return result.metrics
 
     def observe_plateau(self, epoch: int, val_loss: float) -> None:
         config = self.state.config
@@ -261,14 +210,19 @@ class EpochLoop:
         self.say(message)
 
     def checkpoint_payload(self, epoch: int, **extra) -> dict:
+        """The trained weights, and the EMA average when on (the weights validation scored)."""
         state = self.state
-        return {
+        payload = {
             "epoch": epoch,
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
             "config": state.config.model_dump(),
+            "class_names": state.data.class_names,
             **extra,
         }
+        if state.ema.active:
+            payload["ema_model"] = state.ema.module.state_dict()
+        return payload
 
     def write_checkpoint(self, kind: str, payload: dict, *, metric: str, value: float) -> None:
         path = self.run.dir / "checkpoints" / f"{kind}.pt"

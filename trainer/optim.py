@@ -9,11 +9,14 @@ from trainer.config import TrainConfig
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """A fresh optimizer over the model's trainable parameters.
+    """A fresh optimizer over all the model's parameters, frozen ones included.
 
-    The lr given here only seeds the param groups: the schedule sets it before every step.
+    Optimizers skip parameters without a gradient, so frozen layers stay put;
+    holding them anyway means unfreezing mid-run needs no new optimizer (and
+    keeps the moment estimates of the layers that were training). The lr given
+    here only seeds the param groups: the schedule sets it before every step.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list(model.parameters())
     if config.optimizer == "SGD":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)

@@ -59,8 +59,11 @@ def lr_at(progress: float, config: TrainConfig, steps_per_epoch: int, plateau: P
     """The learning rate at ``progress`` epochs into the run (0 = the very first step)."""
     base, floor = config.learning_rate, (config.min_lr if config.min_lr_enabled else 0.0)
     warmup = warmup_epochs(config, steps_per_epoch)
-    if progress < warmup:  # linear: the first step gets base / warmup steps, the last of them base
-        return base * (progress + 1 / max(steps_per_epoch, 1)) / warmup
+    if progress < warmup:  # the first step gets base / warmup steps (linear), the last of them base
+        ramp = (progress + 1 / max(steps_per_epoch, 1)) / warmup
+        if config.warmup_method == "cosine":  # slower at first, like the start of a half cosine
+            ramp = 0.5 * (1 - math.cos(math.pi * min(ramp, 1.0)))
+        return base * ramp
     if config.lr_scheduler == "StepLR":
         lr = base * config.lr_gamma ** int(progress // config.lr_step_size)
     elif config.lr_scheduler == "cosine":

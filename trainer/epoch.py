@@ -1,0 +1,169 @@
+"""One epoch of training and one pass of validation, with what was observed.
+
+The observations (batch sizes, optimizer steps, mixed batches, the dtype the
+model computed in, ...) are read off the real objects during the epoch, so the
+run's ``state.json`` shows what was actually in force, not what was asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from trainer.augment import augment_batch
+from trainer.data import train_loader, val_loader
+from trainer.freeze import train_mode
+from trainer.mixing import mix_batch
+from trainer.schedule import lr_at
+from trainer.state import TrainingState
+from trainer.step import (
+    batches_per_step,
+    clip_gradients,
+    ends_step,
+    gradient_norm,
+    optimizer_steps_in,
+    predicted_classes,
+    probabilities,
+    training_loss,
+    validation_loss_sum,
+)
+
+
+@dataclass
+class EpochObservations:
+    batches: int = 0
+    optimizer_steps: int = 0
+    largest_batch: int = 0
+    sampler: str = ""
+    augmented_batches: int = 0
+    mixed_batches: Counter = field(default_factory=Counter)  # mixup / cutmix
+    compute_dtype: str = ""  # the logits' dtype: float32, or bfloat16/float16 under autocast
+    label_smoothing: float = 0.0
+    class_weights: list[float] | None = None
+    grad_norms: list[float] = field(default_factory=list)  # before clipping
+    max_norm_after_clip: float = 0.0  # measured again after clipping, when it is on
+    mix_ratios: list[float] = field(default_factory=list)  # min(lam, 1 - lam) of each mixed batch
+    clip_limit: float | None = None
+    last_lr: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "batches": self.batches,
+            "optimizer_steps": self.optimizer_steps,
+            "largest_batch": self.largest_batch,
+            "sampler": self.sampler,
+            "augmented_batches": self.augmented_batches,
+            "mixed_batches": dict(self.mixed_batches),
+            "compute_dtype": self.compute_dtype,
+            "label_smoothing": self.label_smoothing,
+            "class_weights": self.class_weights,
+            "clip_limit": self.clip_limit,
+            "max_grad_norm": max(self.grad_norms, default=0.0),
+            "max_grad_norm_after_clip": self.max_norm_after_clip,
+            "mix_strength": sum(self.mix_ratios) / len(self.mix_ratios) if self.mix_ratios else 0.0,
+            "last_lr": self.last_lr,
+        }
+
+
+StepHook = Callable[[int], None]  # called with the batch index before each batch (pause/stop)
+
+
+def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook) -> tuple[dict, EpochObservations]:
+    config, seen_loss, correct, seen = state.config, 0.0, 0, 0
+    seen_obs = EpochObservations()
+    train_mode(state.model)
+    began = time.perf_counter()
+    loader = train_loader(state.data, state.batch_size, config.seed, epoch, oversample=state.imbalance.oversample)
+    batches = len(loader)
+    seen_obs.sampler = type(loader.sampler).__name__
+    weights = None if state.imbalance.loss_weights is None else state.imbalance.loss_weights.to(state.device)
+    state.optimizer.zero_grad(set_to_none=True)
+    for index, (inputs, targets) in enumerate(loader):
+        before_batch(index)
+        config = state.config  # read afresh: nothing changes it mid-epoch, but be plain about it
+        inputs, targets = inputs.to(state.device), targets.to(state.device)
+        inputs, soft_targets = prepare_batch(state, inputs, targets, seen_obs)
+        with state.precision.autocast():
+            logits = state.model(inputs)
+        loss = training_loss(logits, targets, config, class_weights=weights, soft_targets=soft_targets)
+        state.precision.backward(loss / batches_per_step(config))  # accumulated gradients average
+        if ends_step(index, batches, config):
+            optimizer_step(state, epoch - 1 + index / batches, optimizer_steps_in(batches, config), seen_obs)
+        seen_loss += loss.item() * len(targets)
+        correct += (predicted_classes(logits) == targets).sum().item()
+        seen += len(targets)
+        seen_obs.batches += 1
+        seen_obs.largest_batch = max(seen_obs.largest_batch, len(targets))
+        seen_obs.compute_dtype = str(logits.dtype).removeprefix("torch.")
+    seen_obs.label_smoothing = config.label_smoothing if config.label_smoothing_enabled else 0.0
+    seen_obs.class_weights = None if weights is None else [round(w, 6) for w in weights.tolist()]
+    seen_obs.clip_limit = config.gradient_clipping_value if config.gradient_clipping else None
+    seconds = time.perf_counter() - began - state.paused_seconds
+    metrics = {
+        "train/loss": seen_loss / seen,
+        "train/accuracy": correct / seen,
+        "train/grad_norm": sum(seen_obs.grad_norms) / len(seen_obs.grad_norms),  # before clipping
+        "samples_per_sec": seen / max(seconds, 1e-9),
+    }
+    return metrics, seen_obs
+
+
+def prepare_batch(state: TrainingState, inputs, targets, seen_obs: EpochObservations):
+    """Augment and mix an image batch as the config in force asks; text passes through."""
+    config = state.config
+    if state.data.kind != "image":
+        return inputs, None
+    if config.use_augmentation:
+        inputs = augment_batch(inputs, state.augment_rng)
+        seen_obs.augmented_batches += 1
+    if config.advanced_augmentation_enabled:
+        mixed = mix_batch(inputs, targets, state.data.num_classes, config, state.augment_rng)
+        if mixed.kind != "none":
+            seen_obs.mixed_batches[mixed.kind] += 1
+            seen_obs.mix_ratios.append(min(mixed.lam, 1 - mixed.lam))
+            return mixed.inputs, mixed.soft_targets
+    return inputs, None
+
+
+def optimizer_step(state: TrainingState, progress: float, steps_per_epoch: int, seen_obs: EpochObservations) -> None:
+    """lr from the schedule, unscale, clip, step, average: one optimizer step."""
+    lr = lr_at(progress, state.config, steps_per_epoch, state.plateau)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.precision.unscale_(state.optimizer)  # clipping must see true gradient sizes
+    seen_obs.grad_norms.append(clip_gradients(state.model, state.config))
+    if state.config.gradient_clipping:
+        seen_obs.max_norm_after_clip = max(seen_obs.max_norm_after_clip, gradient_norm(state.model))
+    state.precision.step(state.optimizer)
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.ema.active:
+        state.ema.update(state.model)
+    seen_obs.optimizer_steps += 1
+    seen_obs.last_lr = lr
+
+
+@dataclass
+class Validation:
+    metrics: dict[str, float]
+    probs: torch.Tensor  # (samples, classes), in val-sample order
+
+
+@torch.no_grad()
+def validate(state: TrainingState) -> Validation:
+    model = state.evaluated_model
+    model.eval()
+    loss_sum, correct, seen, probs = 0.0, 0, 0, []
+    for inputs, targets in val_loader(state.data, state.batch_size):
+        inputs, targets = inputs.to(state.device), targets.to(state.device)
+        with state.precision.autocast():
+            logits = model(inputs)
+        loss_sum += validation_loss_sum(logits, targets)
+        correct += (predicted_classes(logits) == targets).sum().item()
+        seen += len(targets)
+        probs.append(probabilities(logits).cpu())
+    metrics = {"val/loss": loss_sum / seen, "val/accuracy": correct / seen}
+    return Validation(metrics, torch.cat(probs))

@@ -1,0 +1,74 @@
+"""Everything a run holds in memory while it trains, built from its config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from trainer.config import TrainConfig
+from trainer.data import DataSplit, load_data
+from trainer.early_stop import EarlyStopping
+from trainer.ema import EmaTracker
+from trainer.freeze import FreezeReport, apply_freeze
+from trainer.imbalance import Imbalance, imbalance_for
+from trainer.models import build_model
+from trainer.optim import build_optimizer
+from trainer.precision import Precision
+from trainer.schedule import Plateau
+
+
+@dataclass
+class TrainingState:
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: DataSplit
+    device: torch.device
+    batch_size: int
+    imbalance: Imbalance
+    precision: Precision
+    freeze: FreezeReport
+    ema: EmaTracker = field(default_factory=EmaTracker)
+    augment_rng: torch.Generator = field(default_factory=torch.Generator)
+    best_val_accuracy: float = float("-inf")
+    paused_seconds: float = 0.0  # time spent paused in the current epoch
+    plateau: Plateau = field(default_factory=Plateau)
+    early_stop: EarlyStopping = field(default_factory=EarlyStopping)
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights validation sees: the EMA average when it is on."""
+        return self.ema.module if self.ema.active else self.model
+
+    def refresh_imbalance(self) -> None:
+        self.imbalance = imbalance_for(self.config, self.data.class_names, self.data.train_labels)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_state(config: TrainConfig) -> TrainingState:
+    """Data, model and optimizer for ``config``, seeded so the same config starts the same."""
+    torch.manual_seed(config.seed)
+    device = pick_device()
+    data = load_data(config)
+    model = build_model(config, data).to(device)
+    freeze = apply_freeze(model, config)
+    state = TrainingState(
+        config=config,
+        model=model,
+        optimizer=build_optimizer(config, model),
+        data=data,
+        device=device,
+        batch_size=config.batch_size,
+        imbalance=imbalance_for(config, data.class_names, data.train_labels),
+        precision=Precision.from_config(config, device),
+        freeze=freeze,
+    )
+    state.augment_rng.manual_seed(config.seed + 1)
+    if config.model_ema:
+        state.ema.start(model, config.model_ema_decay)
+    return state
