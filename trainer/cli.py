@@ -200,6 +200,15 @@ def cmd_control(args) -> None:
     print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
 
 
+def cmd_make_sample_data(args) -> None:
+    from trainer.sample_data import write_sample_data
+
+    try:
+        write_sample_data(args.dir)
+    except OSError as exc:
+        fail(f"cannot write sample data: {exc}")
+
+
 def cmd_keys(args) -> None:
     print(report.keys_table(describe_keys()))
 
@@ -249,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(verb, cmd_control, text)
         p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
     add("keys", cmd_keys, "list config keys: defaults, bounds, which may change mid-run")
+    p = add("make-sample-data", cmd_make_sample_data,
+            "write small offline data sets (CT-like images, defects, reviews, MNIST) to try the recipes on")
+    p.add_argument("dir", type=Path, nargs="?", default=Path("sample-data"),
+                   help="where to write them (default sample-data, where the examples look)")
     return parser
 
 

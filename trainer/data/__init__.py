@@ -1,0 +1,38 @@
+"""Data sets the trainer can load, split stratified into train and validation.
+
+One module per source: digits (built in), class folders of images, MNIST IDX files,
+a text CSV, Keras' imdb.npz; ``detect`` picks one for ``dataset: auto``.
+"""
+
+from __future__ import annotations
+
+from trainer.data.base import DataError, DataSplit
+from trainer.data.detect import detect_dataset
+from trainer.data.digits import load_digits_split
+from trainer.data.image_folder import load_image_folder
+from trainer.data.imdb_npz import load_imdb_npz
+from trainer.data.loaders import balanced_class_weights, class_counts, train_loader, val_loader
+from trainer.data.mnist import load_mnist
+from trainer.data.paths import resolve_data_dir
+from trainer.data.text_csv import load_text_csv
+
+LOADERS = {
+    "image_folder": load_image_folder,
+    "mnist": load_mnist,
+    "text_csv": load_text_csv,
+    "imdb_npz": load_imdb_npz,
+}
+
+__all__ = ["DataError", "DataSplit", "load_data", "train_loader", "val_loader", "class_counts",
+           "balanced_class_weights"]
+
+
+def load_data(config) -> DataSplit:
+    """The data set ``config`` names, split; ``DataError`` says what is wrong with it."""
+    if config.dataset == "digits" or (config.dataset == "auto" and not config.data_dir):
+        return load_digits_split(config)
+    if not config.data_dir:
+        raise DataError(f"dataset {config.dataset!r} needs data_dir: the folder or file that holds it")
+    path = resolve_data_dir(config.data_dir)
+    dataset = detect_dataset(path) if config.dataset == "auto" else config.dataset
+    return LOADERS[dataset](path, config)
