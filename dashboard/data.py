@@ -15,7 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from store import Store, resolve_runs_dir
-from trainer.live_config import CONFIG_FILENAME
+import json
+
+from trainer.live_config import CONFIG_FILENAME, STATE_FILENAME
 
 REFRESH_S = 2.0  # how often live parts of the pages redraw
 CACHE_TTL_S = REFRESH_S
@@ -38,6 +40,14 @@ def store() -> Store:
 
 def live_config_path(run_id: str) -> Path:
     return Path(runs_dir()) / run_id / CONFIG_FILENAME
+
+
+def in_force(run_id: str) -> dict[str, Any] | None:
+    """What the trainer read off its live objects after its last epoch (``state.json``)."""
+    try:
+        return json.loads((Path(runs_dir()) / run_id / STATE_FILENAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

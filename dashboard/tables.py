@@ -122,3 +122,28 @@ def final_metrics_table(runs: pd.DataFrame, metrics: pd.DataFrame, labels: Mappi
             }
         )
     return pd.DataFrame(rows)
+
+
+def in_force_table(state: Mapping[str, Any]) -> pd.DataFrame:
+    """The trainer's ``state.json`` as (setting, in force) rows a person can scan."""
+    opt, last, ema = state["optimizer"], state["last_epoch"], state["ema"]
+    group = ", ".join(f"{k} {value_text(opt[k])}" for k in ("lr", "weight_decay", "betas", "momentum", "nesterov")
+                      if k in opt)
+    mixed = ", ".join(f"{kind} {n}" for kind, n in last["mixed_batches"].items()) or "none"
+    rows = {
+        "optimizer": f"{opt['class']} ({group})",
+        "batches": f"{last['batches']} of up to {last['largest_batch']} samples, {last['optimizer_steps']} "
+                   f"optimizer steps, {last['sampler']}",
+        "learning rate": f"{last['last_lr']:.3g} at the last step; plateau scale {state['plateau']['scale']:g}",
+        "loss": f"label smoothing {last['label_smoothing']:g}; {state['imbalance']}",
+        "augmentation": f"{last['augmented_batches']} of {last['batches']} batches augmented; mixed batches: {mixed}",
+        "dropout": ", ".join(f"{rate:g}" for rate in state["dropout"]) or "no dropout layers",
+        "parameters": f"{state['trainable_params']:,} of {state['total_params']:,} train; {state['freeze']}",
+        "gradients": f"largest norm {last['max_grad_norm']:.3g} before clipping"
+                     + (f", clipped to {last['clip_limit']:g}" if last["clip_limit"] else ", not clipped"),
+        "precision": f"{state['precision']['in_force']}; logits in {last['compute_dtype']}",
+        "weight average (EMA)": f"decay {ema['decay']:g}, {ema['updates']:,} updates" if ema["active"] else "off",
+        "early stopping": (f"on, patience {state['early_stopping']['patience']}" if state["early_stopping"]["enabled"]
+                           else "off") + f"; best val loss at epoch {state['early_stopping']['best_epoch']}",
+    }
+    return pd.DataFrame({"setting": list(rows), "in force": list(rows.values())})

@@ -19,9 +19,9 @@ def test_config_diff_table_keeps_only_differing_keys():
 
 
 def test_config_diff_table_shows_a_key_missing_from_one_config():
-    old = {**CONFIG, "data_dir": ""}  # recorded under an older schema
+    old = {**CONFIG, "retired_key": ""}  # recorded under an older schema
     table = tables.config_diff_table({"old": old, "new": CONFIG})
-    assert table.to_dict("records") == [{"key": "data_dir", "old": '""', "new": tables.ABSENT}]
+    assert table.to_dict("records") == [{"key": "retired_key", "old": '""', "new": tables.ABSENT}]
 
 
 def test_config_diff_table_of_identical_configs_is_empty():
@@ -91,3 +91,19 @@ def test_local_time_uses_the_given_zone():
 def test_run_labels_add_the_id_only_when_names_repeat():
     runs = pd.DataFrame({"id": ["a1", "a2", "b1"], "name": ["same", "same", "b1"]})
     assert display.run_labels(runs) == {"a1": "same (a1)", "a2": "same (a2)", "b1": "b1"}
+
+
+def test_in_force_table_reads_a_real_state_file(tmp_path):
+    from store import Store
+    from trainer.config import validate_config
+    from trainer.loop import train
+    from trainer.live_config import STATE_FILENAME
+    import json
+
+    config = validate_config({"num_epochs": 1, "use_augmentation": True, "model_ema": True, "optimizer": "SGD"})
+    run_id = train(config, Store(tmp_path), say=lambda message: None)
+    state = json.loads((tmp_path / run_id / STATE_FILENAME).read_text())
+    table = dict(zip(*tables.in_force_table(state).to_dict("list").values()))
+    assert table["optimizer"].startswith("SGD (lr 0.001")
+    assert table["augmentation"].startswith("45 of 45 batches augmented")
+    assert table["weight average (EMA)"].startswith("decay 0.9999, 45 updates")

@@ -14,10 +14,9 @@ from pathlib import Path
 import torch.nn as nn
 
 from trainer.epoch import EpochObservations
-from trainer.live_config import write_atomic
+from trainer.live_config import STATE_FILENAME, write_atomic
 from trainer.state import TrainingState
 
-STATE_FILENAME = "state.json"
 GROUP_KEYS = ("lr", "weight_decay", "betas", "momentum", "nesterov")
 
 

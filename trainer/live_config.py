@@ -25,6 +25,7 @@ from store import SOURCES
 from trainer.config import CONTROLS, ConfigError
 
 CONFIG_FILENAME = "config.json"
+STATE_FILENAME = "state.json"  # written by the trainer after each epoch: what is in force
 CONTROL_KEY = "control"
 CHANGE_KEY = "_change"
 

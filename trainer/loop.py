@@ -201,6 +201,8 @@ class EpochLoop:
         """End the run with the best weights in the model and in the last checkpoint."""
         stop, state = self.state.early_stop, self.state
         stop.restore(state.model)
+        if state.ema.active:  # the best weights were the average's; it restarts from them
+            state.ema.start(state.model, state.config.model_ema_decay)
         self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
                               metric="val/loss", value=stop.best_loss)
         message = (f"Early stopping after epoch {epoch}: no better validation loss for "

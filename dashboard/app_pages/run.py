@@ -12,7 +12,7 @@ from dashboard.display import (
     is_live, local_time, md_escape, progress_text, run_labels, status_label, user_timezone, wait_for_first_run,
 )
 from dashboard.steering_widgets import control_buttons, show_pending, steering_form
-from dashboard.tables import config_table, events_table, versions_table
+from dashboard.tables import config_table, events_table, in_force_table, versions_table
 from store import RunNotFound
 from trainer.live_config import pending_edit
 
@@ -122,6 +122,13 @@ def live_config(run_id: str) -> None:
         table = table.drop(columns="changes")  # nothing changes in a run that has ended
     st.dataframe(table, hide_index=True, width="stretch", height="content")
     st.caption(f"Live config file: {md_escape(data.live_config_path(run_id))}")
+    state = data.in_force(run_id)
+    if state:
+        with st.expander(f"What the trainer reports in force after epoch {state['epoch']}"):
+            st.caption("Read off the live objects in the training process (optimizer, layers, batches), "
+                       "so you can check that a change did what it says.")
+            st.dataframe(in_force_table(state), hide_index=True, width="stretch",
+                         column_config={"in force": st.column_config.TextColumn(width="large")})
 
 
 @st.fragment(run_every=data.REFRESH_S)
