@@ -77,6 +77,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def cmd_train(args) -> None:
     from trainer.loop import train  # torch loads only for the commands that train
+    from trainer.state import SetupError
 
     try:
         values = load_config_file(args.config) if args.config else {}
@@ -92,6 +93,8 @@ def cmd_train(args) -> None:
               say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
     except KeyboardInterrupt:
         fail("interrupted; the run is recorded as stopped", code=130)
+    except SetupError as exc:
+        fail(f"cannot start the run: {exc}")
 
 
 def cmd_dashboard(args) -> None:

@@ -69,7 +69,8 @@ def announce_start(run: Run, state: TrainingState) -> None:
         run.event("info", note)
     if data.skipped:
         shown = "; ".join(data.skipped[:10]) + (f"; and {len(data.skipped) - 10} more" if len(data.skipped) > 10 else "")
-        run.event("warning", f"Skipped {len(data.skipped)} unreadable item(s) of the data set: {shown}.")
+        run.event("warning", f"{len(data.skipped)} item(s) of the data set could not be read as they are "
+                  f"(each says whether it was skipped or kept): {shown}.")
     run.val_samples(labels=data.val_labels.numpy(), sample_ids=data.val_ids, class_names=data.class_names,
                     task="binary" if getattr(state.model, "binary", False) else "multiclass")
 

@@ -46,6 +46,10 @@ class TrainingState:
         self.imbalance = imbalance_for(self.config, self.data.class_names, self.data.train_labels)
 
 
+class SetupError(ValueError):
+    """The run cannot start: its data or model cannot be loaded as configured."""
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -54,8 +58,14 @@ def build_state(config: TrainConfig) -> TrainingState:
     """Data, model and optimizer for ``config``, seeded so the same config starts the same."""
     torch.manual_seed(config.seed)
     device = pick_device()
-    data = load_data(config)
-    model = build_model(config, data).to(device)
+    try:
+        data = load_data(config)
+    except ValueError as exc:  # DataError and friends: say what is wrong, not where in the code
+        raise SetupError(f"data: {exc}") from exc
+    try:
+        model = build_model(config, data).to(device)
+    except ValueError as exc:
+        raise SetupError(f"model: {exc}") from exc
     freeze = apply_freeze(model, config)
     state = TrainingState(
         config=config,
