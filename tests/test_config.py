@@ -76,3 +76,15 @@ def test_describe_keys_documents_bounds():
     assert rows["learning_rate"]["hot"] and not rows["model_name"]["hot"]
     assert key_bounds("batch_size") == {"ge": 1, "le": 65_536}
     json.dumps(describe_keys())  # printable by `tiller keys`
+
+
+def test_seed_003_config_loads_exactly_as_recorded():
+    """Seed 003's file, byte for byte: Windows paths, Chinese class names, its bookkeeping keys."""
+    from pathlib import Path
+
+    raw = json.loads((Path(__file__).parent / "fixtures" / "seed003_config.json").read_text(encoding="utf-8"))
+    config = validate_config(raw)
+    assert config.model_dump(include=set(raw)) == raw  # nothing dropped or coerced
+    assert config.data_dir == "E:\\PIC_SLM\\TEST\\OUTPUT2\\dataset"
+    assert list(config.class_weights) == ["划痕", "污点", "缺失", "变形", "异物"]
+    assert config.model_name == "MobileNetV3" and config.mixed_precision and config.model_ema
