@@ -132,13 +132,13 @@ def in_force_table(state: Mapping[str, Any]) -> pd.DataFrame:
     mixed = ", ".join(f"{kind} {n}" for kind, n in last["mixed_batches"].items()) or "none"
     rows = {
         "optimizer": f"{opt['class']} ({group})",
-        "batches": f"{last['batches']} of up to {last['largest_batch']} samples, {last['optimizer_steps']} "
-                   f"optimizer steps, {last['sampler']}",
+        "batches": f"{last['batches']} batches of up to {last['largest_batch']} samples, "
+                   f"{last['optimizer_steps']} optimizer steps, {last['sampler']}",
         "learning rate": f"{last['last_lr']:.3g} at the last step; plateau scale {state['plateau']['scale']:g}",
         "loss": f"label smoothing {last['label_smoothing']:g}; {state['imbalance']}",
         "augmentation": f"{last['augmented_batches']} of {last['batches']} batches augmented; mixed batches: {mixed}",
         "dropout": ", ".join(f"{rate:g}" for rate in state["dropout"]) or "no dropout layers",
-        "parameters": f"{state['trainable_params']:,} of {state['total_params']:,} train; {state['freeze']}",
+        "parameters": state["freeze"],  # says how many of how many train
         "gradients": f"largest norm {last['max_grad_norm']:.3g} before clipping"
                      + (f", clipped to {last['clip_limit']:g}" if last["clip_limit"] else ", not clipped"),
         "precision": f"{state['precision']['in_force']}; logits in {last['compute_dtype']}",

@@ -106,4 +106,5 @@ def test_in_force_table_reads_a_real_state_file(tmp_path):
     table = dict(zip(*tables.in_force_table(state).to_dict("list").values()))
     assert table["optimizer"].startswith("SGD (lr 0.001")
     assert table["augmentation"].startswith("45 of 45 batches augmented")
+    assert table["batches"].startswith("45 batches of up to 32 samples, 45 optimizer steps")
     assert table["weight average (EMA)"].startswith("decay 0.9999, 45 updates")

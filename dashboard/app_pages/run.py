@@ -120,15 +120,15 @@ def live_config(run_id: str) -> None:
     table = config_table(config)
     if not is_live(run["status"]):
         table = table.drop(columns="changes")  # nothing changes in a run that has ended
-    st.dataframe(table, hide_index=True, width="stretch", height="content")
+    # About 60 keys: a scrolling table keeps the history and events below within reach.
+    st.dataframe(table, hide_index=True, width="stretch", height=460)
     st.caption(f"Live config file: {md_escape(data.live_config_path(run_id))}")
     state = data.in_force(run_id)
     if state:
         with st.expander(f"What the trainer reports in force after epoch {state['epoch']}"):
             st.caption("Read off the live objects in the training process (optimizer, layers, batches), "
                        "so you can check that a change did what it says.")
-            st.dataframe(in_force_table(state), hide_index=True, width="stretch",
-                         column_config={"in force": st.column_config.TextColumn(width="large")})
+            st.table(in_force_table(state).set_index("setting"))  # a static table wraps long text
 
 
 @st.fragment(run_every=data.REFRESH_S)
