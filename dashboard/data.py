@@ -70,6 +70,17 @@ def _events(folder: str, run_id: str, limit: int | None) -> pd.DataFrame:
     return _store(folder).events(run_id, limit)
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _prediction_epochs(folder: str, run_id: str) -> list[int]:
+    return _store(folder).prediction_epochs(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _predictions(folder: str, run_id: str, epoch: int):
+    # No TTL: an epoch's predictions never change once written.
+    return _store(folder).predictions(run_id, epoch)
+
+
 def runs() -> pd.DataFrame:
     """All runs, newest first (see ``Store.runs``)."""
     return _runs(runs_dir())
@@ -101,3 +112,13 @@ def current_config(run_id: str) -> dict[str, Any] | None:
 
 def events(run_id: str, limit: int | None = None) -> pd.DataFrame:
     return _events(runs_dir(), run_id, limit)
+
+
+def prediction_epochs(run_id: str) -> list[int]:
+    """Epochs of ``run_id`` with stored validation predictions, ascending."""
+    return _prediction_epochs(runs_dir(), run_id)
+
+
+def predictions(run_id: str, epoch: int):
+    """``store.Predictions`` of one epoch (probabilities, labels, ids, class names), or None."""
+    return _predictions(runs_dir(), run_id, int(epoch))

@@ -100,7 +100,12 @@ def _create_prediction_tables(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_create_core_tables, _create_prediction_tables]
+def _add_train_class_counts(db: sqlite_utils.Database) -> None:
+    # The evaluation panels compare class counts in training and validation.
+    db["val_samples"].add_column("train_counts", str)  # JSON list, one count per class
+
+
+MIGRATIONS = [_create_core_tables, _create_prediction_tables, _add_train_class_counts]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -27,6 +27,7 @@ class Predictions:
     sample_ids: list[str]
     class_names: list[str]
     task: str  # multiclass / binary
+    train_counts: list[int] | None = None  # training samples per class, when recorded
 
     @property
     def predicted(self) -> np.ndarray:
@@ -52,7 +53,8 @@ def decode_labels(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=LABEL_DTYPE).astype(np.int64)
 
 
-def samples_row(run_id: str, labels, sample_ids: list[str], class_names: list[str], task: str) -> dict:
+def samples_row(run_id: str, labels, sample_ids: list[str], class_names: list[str], task: str,
+                train_counts: list[int] | None = None) -> dict:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if len(sample_ids) != len(labels):
@@ -64,4 +66,5 @@ def samples_row(run_id: str, labels, sample_ids: list[str], class_names: list[st
         "labels": encode_labels(labels),
         "sample_ids": json.dumps(list(sample_ids), ensure_ascii=False),
         "count": len(labels),
+        "train_counts": None if train_counts is None else json.dumps([int(n) for n in train_counts]),
     }

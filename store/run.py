@@ -77,8 +77,10 @@ class Run:
     def config_version(self, config: Mapping[str, Any], *, source: str, reason: str = "", epoch: int) -> int:
         return self.store.add_config_version(self.id, config, source=source, reason=reason, epoch=epoch)
 
-    def val_samples(self, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass") -> None:
-        self.store.record_val_samples(self.id, labels=labels, sample_ids=sample_ids, class_names=class_names, task=task)
+    def val_samples(self, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass",
+                    train_counts: list[int] | None = None) -> None:
+        self.store.record_val_samples(self.id, labels=labels, sample_ids=sample_ids, class_names=class_names,
+                                      task=task, train_counts=train_counts)
 
     def predictions(self, epoch: int, probs) -> None:
         self.store.record_predictions(self.id, epoch, probs)

@@ -178,10 +178,11 @@ class Store:
             )
 
     def record_val_samples(
-        self, run_id: str, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass"
+        self, run_id: str, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass",
+        train_counts: list[int] | None = None,
     ) -> None:
         """The run's validation samples (labels, ids, class names), once per run."""
-        row = samples_row(run_id, labels, sample_ids, class_names, task)
+        row = samples_row(run_id, labels, sample_ids, class_names, task, train_counts)
         with self._lock, self.db.conn:
             self.db["val_samples"].upsert(row, pk="run_id")
 
@@ -314,14 +315,14 @@ class Store:
         """The validation predictions of one epoch, or ``None`` if none were stored."""
         with self._lock:
             samples = self.db.execute(
-                "SELECT task, class_names, labels, sample_ids, count FROM val_samples WHERE run_id = ?", [run_id]
+                "SELECT task, class_names, labels, sample_ids, train_counts FROM val_samples WHERE run_id = ?", [run_id]
             ).fetchone()
             probs = self.db.execute(
                 "SELECT probs, rows, cols FROM predictions WHERE run_id = ? AND epoch = ?", [run_id, int(epoch)]
             ).fetchone()
         if samples is None or probs is None:
             return None
-        task, class_names, labels, sample_ids, _ = samples
+        task, class_names, labels, sample_ids, train_counts = samples
         return Predictions(
             epoch=int(epoch),
             probs=decode_probs(*probs),
@@ -329,6 +330,7 @@ class Store:
             sample_ids=json.loads(sample_ids),
             class_names=json.loads(class_names),
             task=task,
+            train_counts=json.loads(train_counts) if train_counts else None,
         )
 
     def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None):

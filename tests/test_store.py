@@ -151,12 +151,14 @@ def test_predictions_round_trip_compactly(store):
                         class_names=["良性", "恶性", "正常"])
         run.predictions(1, probs)
         run.predictions(2, probs[::-1])
+    store.record_val_samples(run.id, labels=labels, sample_ids=[f"良性/{i}.png" for i in range(50)],
+                             class_names=["良性", "恶性", "正常"], train_counts=[5, 7, 9])
     stored = store.predictions(run.id, 1)
     assert store.prediction_epochs(run.id) == [1, 2]
     assert np.allclose(stored.probs, probs, atol=1e-3)  # float16
     assert stored.probs.dtype == np.float32 and list(stored.labels) == list(labels)
     assert stored.class_names == ["良性", "恶性", "正常"] and stored.sample_ids[3] == "良性/3.png"
-    assert stored.task == "multiclass"
+    assert stored.task == "multiclass" and stored.train_counts == [5, 7, 9]
     assert (stored.predicted == probs.argmax(axis=1)).mean() > 0.95
     assert store.predictions(run.id, 3) is None
     blob = store.db.execute("SELECT length(probs) FROM predictions WHERE epoch = 1").fetchone()[0]

@@ -17,6 +17,7 @@ from store import Run, Store
 from trainer.appliers import apply_change
 from trainer.checkpoint import save_checkpoint
 from trainer.config import ConfigError, TrainConfig
+from trainer.data import class_counts
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
@@ -72,7 +73,8 @@ def announce_start(run: Run, state: TrainingState) -> None:
         run.event("warning", f"{len(data.skipped)} item(s) of the data set could not be read as they are "
                   f"(each says whether it was skipped or kept): {shown}.")
     run.val_samples(labels=data.val_labels.numpy(), sample_ids=data.val_ids, class_names=data.class_names,
-                    task="binary" if getattr(state.model, "binary", False) else "multiclass")
+                    task="binary" if getattr(state.model, "binary", False) else "multiclass",
+                    train_counts=class_counts(data.train_labels, data.num_classes))
 
 
 class EpochLoop:
