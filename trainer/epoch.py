@@ -73,77 +73,77 @@ StepHook = Callable[[int], None]  # called with the batch index before each batc
 
 
 def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook) -> tuple[dict, EpochObservations]:
-    config, seen_loss, correct, seen = state.config, 0.0, 0, 0
-    seen_obs = EpochObservations()
+    # Edits apply between epochs, so the config is the same for every batch of this one.
+    config, loss_sum, correct, seen = state.config, 0.0, 0, 0
+    observed = EpochObservations()
     train_mode(state.model)
     began = time.perf_counter()
     loader = train_loader(state.data, state.batch_size, config.seed, epoch, oversample=state.imbalance.oversample)
     batches = len(loader)
-    seen_obs.sampler = type(loader.sampler).__name__
+    observed.sampler = type(loader.sampler).__name__
     weights = None if state.imbalance.loss_weights is None else state.imbalance.loss_weights.to(state.device)
     state.optimizer.zero_grad(set_to_none=True)
     for index, (inputs, targets) in enumerate(loader):
         before_batch(index)
-        config = state.config  # read afresh: nothing changes it mid-epoch, but be plain about it
         inputs, targets = inputs.to(state.device), targets.to(state.device)
-        inputs, soft_targets = prepare_batch(state, inputs, targets, seen_obs)
+        inputs, soft_targets = prepare_batch(state, inputs, targets, observed)
         with state.precision.autocast():
             logits = state.model(inputs)
         loss = training_loss(logits, targets, config, class_weights=weights, soft_targets=soft_targets)
         state.precision.backward(loss / batches_per_step(config))  # accumulated gradients average
         if ends_step(index, batches, config):
-            optimizer_step(state, epoch - 1 + index / batches, optimizer_steps_in(batches, config), seen_obs)
-        seen_loss += loss.item() * len(targets)
+            optimizer_step(state, epoch - 1 + index / batches, optimizer_steps_in(batches, config), observed)
+        loss_sum += loss.item() * len(targets)
         correct += (predicted_classes(logits) == targets).sum().item()
         seen += len(targets)
-        seen_obs.batches += 1
-        seen_obs.largest_batch = max(seen_obs.largest_batch, len(targets))
-        seen_obs.compute_dtype = str(logits.dtype).removeprefix("torch.")
-    seen_obs.label_smoothing = config.label_smoothing if config.label_smoothing_enabled else 0.0
-    seen_obs.class_weights = None if weights is None else [round(w, 6) for w in weights.tolist()]
-    seen_obs.clip_limit = config.gradient_clipping_value if config.gradient_clipping else None
+        observed.batches += 1
+        observed.largest_batch = max(observed.largest_batch, len(targets))
+        observed.compute_dtype = str(logits.dtype).removeprefix("torch.")
+    observed.label_smoothing = config.label_smoothing if config.label_smoothing_enabled else 0.0
+    observed.class_weights = None if weights is None else [round(w, 6) for w in weights.tolist()]
+    observed.clip_limit = config.gradient_clipping_value if config.gradient_clipping else None
     seconds = time.perf_counter() - began - state.paused_seconds
     metrics = {
-        "train/loss": seen_loss / seen,
+        "train/loss": loss_sum / seen,
         "train/accuracy": correct / seen,
-        "train/grad_norm": sum(seen_obs.grad_norms) / len(seen_obs.grad_norms),  # before clipping
+        "train/grad_norm": sum(observed.grad_norms) / len(observed.grad_norms),  # before clipping
         "samples_per_sec": seen / max(seconds, 1e-9),
     }
-    return metrics, seen_obs
+    return metrics, observed
 
 
-def prepare_batch(state: TrainingState, inputs, targets, seen_obs: EpochObservations):
+def prepare_batch(state: TrainingState, inputs, targets, observed: EpochObservations):
     """Augment and mix an image batch as the config in force asks; text passes through."""
     config = state.config
     if state.data.kind != "image":
         return inputs, None
     if config.use_augmentation:
         inputs = augment_batch(inputs, state.augment_rng)
-        seen_obs.augmented_batches += 1
+        observed.augmented_batches += 1
     if config.advanced_augmentation_enabled:
         mixed = mix_batch(inputs, targets, state.data.num_classes, config, state.augment_rng)
         if mixed.kind != "none":
-            seen_obs.mixed_batches[mixed.kind] += 1
-            seen_obs.mix_ratios.append(min(mixed.lam, 1 - mixed.lam))
+            observed.mixed_batches[mixed.kind] += 1
+            observed.mix_ratios.append(min(mixed.lam, 1 - mixed.lam))
             return mixed.inputs, mixed.soft_targets
     return inputs, None
 
 
-def optimizer_step(state: TrainingState, progress: float, steps_per_epoch: int, seen_obs: EpochObservations) -> None:
+def optimizer_step(state: TrainingState, progress: float, steps_per_epoch: int, observed: EpochObservations) -> None:
     """lr from the schedule, unscale, clip, step, average: one optimizer step."""
     lr = lr_at(progress, state.config, steps_per_epoch, state.plateau)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.precision.unscale_(state.optimizer)  # clipping must see true gradient sizes
-    seen_obs.grad_norms.append(clip_gradients(state.model, state.config))
+    observed.grad_norms.append(clip_gradients(state.model, state.config))
     if state.config.gradient_clipping:
-        seen_obs.max_norm_after_clip = max(seen_obs.max_norm_after_clip, gradient_norm(state.model))
+        observed.max_norm_after_clip = max(observed.max_norm_after_clip, gradient_norm(state.model))
     state.precision.step(state.optimizer)
     state.optimizer.zero_grad(set_to_none=True)
     if state.ema.active:
         state.ema.update(state.model)
-    seen_obs.optimizer_steps += 1
-    seen_obs.last_lr = lr
+    observed.optimizer_steps += 1
+    observed.last_lr = lr
 
 
 @dataclass
