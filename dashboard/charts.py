@@ -3,21 +3,30 @@
 Metrics come in the store's long form (run_id, epoch, split, name, value).
 
 No fonts or template are fixed here, and colours only where runs must be
-told apart: traces take the template's colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
+told apart (and Viridis where colour shows a score): traces take the template's
+colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
 follow the user's light or dark theme, and on their own they use Plotly's
 default. Backgrounds are transparent and the config-change markers a neutral
-grey for the same reason: both read on a light and on a dark page.
+grey (or the run's colour) for the same reason: both read on a light and on a dark page.
+
+The Compare page's curves are smoothed (``dashboard.smoothing``) and reduced to
+a point budget (``dashboard.downsample``) here, so every caller draws them alike.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from typing import Mapping
+from typing import Any, Mapping, NamedTuple
 
+import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
+
+from dashboard.downsample import METHOD_NOTES, Method, downsample
+from dashboard.smoothing import Smoothing, smooth_runs
+from trainer.config import COMPAT, TrainConfig, field_info
 
 SPLIT_TITLES = {"train": "Training", "val": "Validation", "": ""}
 NAME_TITLES = {
@@ -33,6 +42,12 @@ MARKER_GREY = "rgba(128, 128, 128, 0.8)"  # visible on white and on near-black
 RUN_COLOURS = plotly.colors.qualitative.Plotly
 LR_HEIGHT_PX = 340  # the lr is mostly flat steps: less height than the loss curves
 MAX_LR_TICKS = 8  # beyond this many distinct rates, labels at each would overlap
+DEFAULT_MAX_POINTS = 2_000  # per line: fifty runs of raw and smoothed lines still draw smoothly
+MARKERS_UP_TO = 60  # points per line; beyond this, markers bury the line they sit on
+RAW_OPACITY = 0.25  # the raw line under a smoothed one: there to check against, not to read first
+UNIFIED_HOVER_UP_TO = 8  # runs; one hover box listing more lines than this is too long to read
+MAX_CHOICE_LABELS = 12  # a text key with more distinct values is a name, not a setting to plot
+LOG_AXIS_RATIO = 100.0  # positive values spanning this factor or more get a log axis (learning rates)
 
 
 def metric_title(split: str, name: str) -> str:
@@ -135,15 +150,223 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def compare_figure(metrics: pd.DataFrame, split: str, name: str, labels: Mapping[str, str]) -> go.Figure:
-    """One line per run (in ``labels``' order) of one metric over epochs."""
+class CompareChart(NamedTuple):
+    figure: go.Figure
+    note: str  # what the downsampling left out, for a caption; empty when every point is drawn
+
+
+def compare_figure(
+    metrics: pd.DataFrame,
+    split: str,
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    smoothing: Smoothing = Smoothing(),
+    versions: Mapping[str, pd.DataFrame] | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+    method: Method = "minmax",
+) -> CompareChart:
+    """One line per run (in ``labels``' order) of one metric, smoothed and reduced as asked.
+
+    With smoothing on, the raw line stays under the smoothed one, faint and in the
+    same colour. Each line keeps at most ``max_points`` points. ``versions`` (run id
+    -> ``config_versions`` rows) adds a marker where each later config version took
+    effect, on that run's line.
+    """
+    selected = _select(metrics, split, name)
+    epochs, raw = selected["epoch"].to_numpy(), selected["value"].to_numpy(dtype=float)
+    smoothed = smooth_runs(selected, smoothing).to_numpy()
+    # Row positions per run, in epoch order: numpy slices, far cheaper than sub-frames per run.
+    positions = selected.groupby("run_id", sort=False).indices
     fig = go.Figure()
+    reduced_lengths = set()
     for index, (run_id, label) in enumerate(labels.items()):
-        rows = _select(metrics[metrics["run_id"] == run_id], split, name)
+        rows = positions.get(run_id, np.array([], dtype=int))
         colour = RUN_COLOURS[index % len(RUN_COLOURS)]
-        fig.add_scatter(x=rows["epoch"], y=rows["value"], mode="lines+markers", name=label,
+        if smoothing.active:
+            _add_faint_raw_line(fig, epochs[rows], raw[rows], label, run_id, colour, max_points, method)
+        curve = pd.DataFrame({"epoch": epochs[rows], "value": smoothed[rows]})
+        points, reduced = downsample(curve, max_points, method=method)
+        fig.add_scatter(x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=label, legendgroup=run_id,
+                        mode="lines+markers" if len(points) <= MARKERS_UP_TO else "lines",
                         line_color=colour, marker_color=colour, hovertemplate="%{y:.4~g}")
+        if reduced:
+            reduced_lengths.add(len(rows))
+        if versions is not None and run_id in versions:
+            _add_change_markers(fig, curve, versions[run_id], label, run_id, colour)
     title = metric_title(split, name)
-    selected = metrics[(metrics["split"] == split) & (metrics["name"] == name)]
-    return _layout(fig, title=f"{title} by run", y_title=title[:1].lower() + title[1:],
-                   last_epoch=_last_epoch(selected))
+    smoothed_by = f", {smoothing.describe()}" if smoothing.active else ""
+    _layout(fig, title=f"{title} by run{smoothed_by}", y_title=title[:1].lower() + title[1:],
+            last_epoch=_last_epoch(selected))
+    if len(labels) > UNIFIED_HOVER_UP_TO:
+        fig.update_layout(hovermode="closest")
+    return CompareChart(fig, _reduction_note(reduced_lengths, max_points, method))
+
+
+def _add_faint_raw_line(fig: go.Figure, epochs: np.ndarray, values: np.ndarray, label: str, run_id: str,
+                        colour: str, max_points: int, method: Method) -> None:
+    points, _ = downsample(pd.DataFrame({"epoch": epochs, "value": values}), max_points, method=method)
+    # No legend entry and no hover: the legend and the hover box list one line per run.
+    fig.add_scatter(x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=f"{label} (raw)",
+                    legendgroup=run_id, showlegend=False, hoverinfo="skip", opacity=RAW_OPACITY, mode="lines",
+                    line_color=colour)
+
+
+def _add_change_markers(fig: go.Figure, curve: pd.DataFrame, versions: pd.DataFrame, label: str, run_id: str,
+                        colour: str) -> None:
+    """A diamond on the run's line at each config change (version 2 on), hover showing the change."""
+    if versions.empty or versions["version"].max() < 2:
+        return
+    drawn = np.isfinite(curve["value"].to_numpy())
+    if not drawn.any():
+        return
+    changes = versions[versions["version"] > 1].to_dict("records")
+    epochs = [change["epoch"] for change in changes]
+    # A change can fall between logged points (or after the last): place it on the line there.
+    heights = np.interp(epochs, curve["epoch"].to_numpy()[drawn], curve["value"].to_numpy()[drawn])
+    fig.add_scatter(
+        x=epochs, y=heights, mode="markers", name=f"{label}: config changes", legendgroup=run_id,
+        showlegend=False, marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color=MARKER_GREY)),
+        hovertext=[f"{html.escape(label)}<br>{_change_hover(change)}" for change in changes], hoverinfo="text",
+    )
+
+
+def _reduction_note(reduced_lengths: set[int], max_points: int, method: Method) -> str:
+    if not reduced_lengths:
+        return ""
+    longest = max(reduced_lengths)
+    of = f"{longest:,}" if len(reduced_lengths) == 1 else f"up to {longest:,}"
+    return f"Showing at most {max_points:,} of {of} points per run: {METHOD_NOTES[method]}."
+
+
+# ------------------------------------------------------------ hyperparameters
+
+
+def lower_is_better(name: str) -> bool:
+    # Losses and error rates fall as a model improves; accuracy, F1, AUC rise.
+    return "loss" in name or "error" in name
+
+
+def best_values(metrics: pd.DataFrame, split: str, name: str) -> pd.Series:
+    """Each run's best value of the metric (lowest for losses and errors, else highest), by run id."""
+    values = metrics[(metrics["split"] == split) & (metrics["name"] == name)].groupby("run_id")["value"]
+    return values.min() if lower_is_better(name) else values.max()
+
+
+def hyperparameter_table(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The keys worth plotting against a metric, one row per run id (``configs``' order).
+
+    A key qualifies when every config has it, its values differ, and they are all
+    numbers, all true/false, or all text with few distinct values (a choice such
+    as the optimizer or the model). Seed 003's bookkeeping keys, which training
+    ignores, never qualify.
+    """
+    keys = [k for k in next(iter(configs.values()), {}) if all(k in c for c in configs.values())]
+    columns = {}
+    for key in keys:
+        if key in TrainConfig.model_fields and field_info(key) == COMPAT:
+            continue
+        values = [config[key] for config in configs.values()]
+        if _plottable(values) and len({repr(v) for v in values}) > 1:
+            columns[key] = values
+    return pd.DataFrame(columns, index=pd.Index(list(configs), name="run_id"))
+
+
+def _plottable(values: list[Any]) -> bool:
+    if all(isinstance(v, bool) for v in values):
+        return True
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return all(math.isfinite(v) for v in values)
+    return all(isinstance(v, str) for v in values) and len(set(values)) <= MAX_CHOICE_LABELS
+
+
+def _encoded(column: pd.Series) -> tuple[np.ndarray, list[float] | None, list[str] | None]:
+    """A column as numbers on an axis, plus tick positions and labels for true/false and choices."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype(int).to_numpy(), [0, 1], ["false", "true"]
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype(float).to_numpy(), None, None
+    choices = sorted(column.unique())
+    return column.map({c: i for i, c in enumerate(choices)}).to_numpy(dtype=int), list(range(len(choices))), choices
+
+
+def _value_label(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"  # as the config file spells it
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    return bool((values > 0).all() and values.max() / values.min() >= LOG_AXIS_RATIO)
+
+
+def _log_ticks(values: np.ndarray) -> list[float]:
+    """Each value used, when few enough to label; else the powers of ten they span."""
+    distinct = sorted(set(values.tolist()))
+    if len(distinct) <= MAX_LR_TICKS:
+        return distinct
+    return [10.0**k for k in range(math.floor(math.log10(distinct[0])), math.ceil(math.log10(distinct[-1])) + 1)]
+
+
+def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
+    values, tickvals, ticktext = _encoded(column)
+    if tickvals is None and _spans_decades(values):
+        # Parallel coordinates have no log axes: plot log10 and label the ticks with the values.
+        ticks = _log_ticks(values)
+        return dict(label=f"{key} (log)", values=np.log10(values), tickvals=np.log10(ticks).tolist(),
+                    ticktext=[f"{t:g}" for t in ticks])
+    dimension = dict(label=key, values=values)
+    if tickvals is not None:
+        dimension.update(tickvals=tickvals, ticktext=ticktext, range=[tickvals[0], tickvals[-1]])
+    return dimension
+
+
+def parallel_figure(table: pd.DataFrame, best: pd.Series, target: tuple[str, str]) -> go.Figure:
+    """One line per run across its hyperparameters (``table``) to its best ``target`` metric."""
+    title = f"best {metric_title(*target).lower()}"
+    scores = best.reindex(table.index).to_numpy(dtype=float)
+    dimensions = [_parcoords_dimension(key, table[key]) for key in table.columns]
+    dimensions.append(dict(label=title, values=scores))
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions,
+        # Better runs get the bright end whether the metric rises or falls. No colour bar:
+        # the last axis is the metric's scale already.
+        line=dict(color=scores, colorscale="Viridis", reversescale=lower_is_better(target[1])),
+    ))
+    fig.update_layout(title=f"Hyperparameters and {title}", margin=dict(l=60, r=60, t=90, b=30),
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def hyperparameter_scatter(table: pd.DataFrame, best: pd.Series, target: tuple[str, str], key: str,
+                           labels: Mapping[str, str], colour_key: str | None = None) -> go.Figure:
+    """Best ``target`` value against ``key``; one colour per run (as on the curves), or by ``colour_key``."""
+    title = f"best {metric_title(*target).lower()}"
+    x, tickvals, ticktext = _encoded(table[key])
+    scores = best.reindex(table.index).to_numpy(dtype=float)
+    names = [labels.get(run_id, run_id) for run_id in table.index]
+    hover = [f"{html.escape(n)}<br>{html.escape(key)}: {html.escape(_value_label(v))}<br>{title}: {s:.4g}"
+             for n, v, s in zip(names, table[key], scores)]
+    fig = go.Figure()
+    if colour_key is None:
+        # The colour each run has on the curves above, from its place among all chosen runs.
+        position = {run_id: i for i, run_id in enumerate(labels)}
+        for run_id, name, xi, score, text in zip(table.index, names, x, scores, hover):
+            colour = RUN_COLOURS[position.get(run_id, 0) % len(RUN_COLOURS)]
+            fig.add_scatter(x=[xi], y=[score], mode="markers", name=name, marker=dict(size=12, color=colour),
+                            hovertext=[text], hoverinfo="text")
+    else:
+        shade, shade_ticks, shade_text = _encoded(table[colour_key])
+        colorbar = dict(title=dict(text=colour_key, side="right"))
+        if shade_ticks is not None:
+            colorbar.update(tickvals=shade_ticks, ticktext=shade_text)
+        fig.add_scatter(x=x, y=scores, mode="markers", showlegend=False, hovertext=hover, hoverinfo="text",
+                        marker=dict(size=12, color=shade, colorscale="Viridis", showscale=True, colorbar=colorbar))
+    fig.update_layout(title=f"{title[:1].upper() + title[1:]} by {key}", xaxis_title=key, yaxis_title=title,
+                      margin=dict(l=10, r=10, t=70, b=10), paper_bgcolor="rgba(0,0,0,0)",
+                      plot_bgcolor="rgba(0,0,0,0)")
+    if tickvals is not None:
+        fig.update_xaxes(tickvals=tickvals, ticktext=ticktext, range=[tickvals[0] - 0.5, tickvals[-1] + 0.5])
+    elif _spans_decades(x):
+        fig.update_xaxes(type="log", tickformat="~g")
+    return fig

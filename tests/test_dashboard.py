@@ -228,7 +228,7 @@ def test_compare_page_shows_only_differing_keys(runs_store):
     at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=TIMEOUT_S).run()
     assert not at.exception
     assert at.multiselect[0].value == ["mlp_20260101_000002", "mlp_20260101_000001"]
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 3  # the curves, parallel coordinates, scatter
     differences, finals = at.dataframe[0].value, at.dataframe[1].value
     assert list(differences["key"]) == ["learning_rate"]
     assert list(differences.columns) == ["key", "fast", "base"]
@@ -241,3 +241,112 @@ def test_compare_page_empty_state(runs_store):
     at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=TIMEOUT_S).run()
     assert not at.exception
     assert "tiller demo" in texts(at.info)
+
+
+# ------------------------------------------- compare page: smoothing, hyperparameters
+
+
+def compare_page() -> AppTest:
+    return AppTest.from_file(str(PAGES / "compare.py"), default_timeout=TIMEOUT_S).run()
+
+
+def chart_spec(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def points(array) -> int:
+    """Length of a trace array in a chart's JSON; Plotly sends numpy arrays as base64 typed arrays."""
+    import base64  # here, not at the top: this file's header is shared with other pages' tests
+
+    import numpy as np
+
+    if isinstance(array, dict):
+        return len(base64.b64decode(array["bdata"])) // np.dtype(array["dtype"]).itemsize
+    return len(array)
+
+
+def seed_three_runs(store: Store) -> list[str]:
+    seed_run(store, "mlp_20260101_000001", name="base", status="finished")
+    seed_run(store, "mlp_20260101_000002", name="fast", status="finished", config={"learning_rate": 0.01})
+    seed_run(store, "mlp_20260101_000003", name="sgd", config={"optimizer": "SGD", "nesterov": True}, lr_change_at=3)
+    return ["mlp_20260101_000001", "mlp_20260101_000002", "mlp_20260101_000003"]
+
+
+def test_compare_page_smooths_with_the_raw_lines_faint_and_marks_config_changes(runs_store):
+    run_ids = seed_three_runs(runs_store)
+    at = compare_page()
+    assert at.multiselect(key="compare_runs").proto.max_selections == 50
+    at.multiselect(key="compare_runs").set_value(run_ids).run()
+    at.radio(key="compare_smoothing").set_value("ema").run()
+    at.slider(key="compare_ema_weight").set_value(0.8).run()
+    assert not at.exception
+    traces = chart_spec(at, "compare-chart")["data"]
+    faint = [t for t in traces if t.get("opacity", 1) < 0.5]
+    assert [t["name"] for t in faint] == ["base (raw)", "fast (raw)", "sgd (raw)"]
+    changes = [t for t in traces if t["mode"] == "markers"]
+    assert len(changes) == 1 and changes[0]["x"] == [3] and "plateau" in changes[0]["hovertext"][0]
+    assert "faint lines are the raw values" in texts(at.caption)
+
+
+def test_compare_page_moving_window_smoothing(runs_store):
+    seed_three_runs(runs_store)
+    at = compare_page()
+    at.radio(key="compare_smoothing").set_value("window").run()
+    at.slider(key="compare_window").set_value(3).run()
+    at.checkbox(key="compare_centred").uncheck().run()
+    assert not at.exception
+    assert chart_spec(at, "compare-chart")["layout"]["title"]["text"] == "Validation accuracy by run, trailing mean of 3"
+
+
+def test_compare_page_plots_differing_settings_against_the_best_metric(runs_store):
+    run_ids = seed_three_runs(runs_store)
+    at = compare_page()
+    at.multiselect(key="compare_runs").set_value(run_ids).run()
+    assert not at.exception
+    dimensions = chart_spec(at, "compare-parcoords")["data"][0]["dimensions"]
+    assert [d["label"] for d in dimensions] == ["learning_rate (log)", "optimizer", "nesterov",
+                                                "best validation accuracy"]
+    assert at.selectbox(key="compare_scatter_key").options == ["learning_rate", "optimizer", "nesterov"]
+    at.selectbox(key="compare_scatter_key").set_value("optimizer").run()
+    at.selectbox(key="compare_scatter_colour").set_value("learning_rate").run()
+    at.selectbox(key="compare_target").set_value(("val", "loss")).run()
+    assert not at.exception
+    scatter = chart_spec(at, "compare-scatter")
+    assert scatter["layout"]["xaxis"]["ticktext"] == ["Adam", "SGD"]
+    assert scatter["layout"]["title"]["text"] == "Best validation loss by optimizer"
+    # The config table and the CSV export are still there.
+    assert list(at.dataframe[0].value["key"]) == ["learning_rate", "optimizer", "nesterov"]
+    assert at.get("download_button")
+
+
+def test_compare_page_says_why_there_is_nothing_to_plot_against(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="one")
+    seed_run(runs_store, "mlp_20260101_000002", name="twin")
+    at = compare_page()
+    assert not at.exception
+    assert "share every numeric, true/false and choice setting" in texts(at.info)
+    at.multiselect(key="compare_runs").set_value(["mlp_20260101_000001"]).run()
+    assert not at.exception
+    assert "Pick two or more runs to see their settings" in texts(at.caption)
+
+
+def test_compare_page_reduces_long_step_curves_and_says_so(runs_store):
+    for run_id, lr in (("loop_20260101_000001", 0.1), ("loop_20260101_000002", 0.01)):
+        runs_store.create_run(model="custom", dataset="own", name=run_id, run_id=run_id)
+        runs_store.add_config_version(run_id, {"lr": lr, "width": 64}, source="cli", epoch=1)
+        for step in range(1, 3_001):  # a user's own loop logs steps as "epochs"
+            runs_store.log_metrics(run_id, step, {"val/loss": 1.0 / step})
+    at = compare_page()
+    assert not at.exception
+    assert "Showing at most 2,000 of 3,000 points per run" in texts(at.caption)
+    assert [points(t["x"]) for t in chart_spec(at, "compare-chart")["data"]] == [2_000, 2_000]
+    assert [d["label"] for d in chart_spec(at, "compare-parcoords")["data"][0]["dimensions"]][0] == "lr"
+
+
+def test_compare_page_without_validation_says_when_the_views_appear(runs_store):
+    for run_id in ("loop_20260101_000001", "loop_20260101_000002"):
+        runs_store.create_run(model="custom", dataset="own", name=run_id, run_id=run_id)
+        runs_store.log_metrics(run_id, 1, {"train/loss": 0.5})
+    at = compare_page()
+    assert not at.exception
+    assert "None of the chosen runs has validated yet" in texts(at.info)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from dashboard import charts
+from dashboard.smoothing import Smoothing, ema
 
 
 def long_metrics(run_id: str = "r1", epochs: int = 5, lrs: dict[int, float] | None = None) -> pd.DataFrame:
@@ -68,7 +70,7 @@ def test_lr_figure_marks_a_change_before_its_epoch_is_logged():
 
 def test_compare_figure_has_one_line_per_run_in_order():
     metrics = pd.concat([long_metrics("a", epochs=3), long_metrics("b", epochs=5)])
-    fig = charts.compare_figure(metrics, "val", "loss", {"b": "run B", "a": "run A"})
+    fig = charts.compare_figure(metrics, "val", "loss", {"b": "run B", "a": "run A"}).figure
     assert [t.name for t in fig.data] == ["run B", "run A"]
     assert [len(t.x) for t in fig.data] == [5, 3]
     assert fig.layout.title.text == "Validation loss by run"
@@ -87,3 +89,150 @@ def test_empty_metrics_give_empty_figures():
 )
 def test_metric_title(split, name, title):
     assert charts.metric_title(split, name) == title
+
+
+# ------------------------------------------------ compare: smoothing, points, changes
+
+
+def step_metrics(run_id: str, steps: int, start: float = 1.0) -> pd.DataFrame:
+    """A user's own loop: one validation loss per step, a spike in the middle."""
+    epochs = np.arange(1, steps + 1)
+    values = start / np.sqrt(epochs) + 0.01 * np.sin(epochs)
+    values[steps // 2] = 5.0
+    return pd.DataFrame({"run_id": run_id, "epoch": epochs, "split": "val", "name": "loss", "value": values})
+
+
+def test_compare_figure_draws_the_raw_line_faint_under_the_smoothed_one():
+    metrics = pd.concat([long_metrics("a", epochs=6), long_metrics("b", epochs=6)])
+    chart = charts.compare_figure(metrics, "val", "loss", {"a": "run A", "b": "run B"},
+                                  smoothing=Smoothing("ema", weight=0.6))
+    raw_a, smooth_a, raw_b, smooth_b = chart.figure.data
+    for raw, smooth in ((raw_a, smooth_a), (raw_b, smooth_b)):
+        assert raw.opacity < 0.5 and raw.showlegend is False and raw.hoverinfo == "skip"
+        assert raw.line.color == smooth.line.color and raw.legendgroup == smooth.legendgroup
+        assert smooth.opacity is None and smooth.showlegend is not False
+    assert list(raw_a.y) == pytest.approx([1.1 / e for e in range(1, 7)])
+    assert list(smooth_a.y) == pytest.approx(ema(np.array(raw_a.y), 0.6))
+    assert raw_a.line.color != raw_b.line.color
+    assert [t.name for t in chart.figure.data if t.showlegend is not False] == ["run A", "run B"]
+    assert chart.figure.layout.title.text == "Validation loss by run, EMA 0.6"
+    assert chart.note == ""
+
+
+def test_compare_figure_without_smoothing_draws_one_line_per_run():
+    chart = charts.compare_figure(long_metrics("a"), "val", "loss", {"a": "run A"})
+    assert [t.name for t in chart.figure.data] == ["run A"]
+
+
+def test_compare_figure_keeps_each_line_within_the_point_budget_and_says_so():
+    metrics = pd.concat([step_metrics("a", 20_000), step_metrics("b", 500)])
+    chart = charts.compare_figure(metrics, "val", "loss", {"a": "long", "b": "short"},
+                                  smoothing=Smoothing("window", window=20), max_points=2_000)
+    lengths = [len(t.x) for t in chart.figure.data]
+    assert max(lengths) <= 2_000 and lengths[2:] == [500, 500]  # the short run is drawn whole
+    long_raw = chart.figure.data[0]
+    assert max(long_raw.y) == 5.0 and long_raw.x[0] == 1 and long_raw.x[-1] == 20_000  # the spike survives
+    assert chart.note == "Showing at most 2,000 of 20,000 points per run: min/max per bucket keeps every peak."
+    assert chart.figure.data[0].mode == "lines"  # thousands of markers would hide the line
+
+
+def test_compare_figure_reduces_with_lttb_when_asked():
+    chart = charts.compare_figure(step_metrics("a", 5_000), "val", "loss", {"a": "A"}, max_points=300, method="lttb")
+    assert len(chart.figure.data[0].x) == 300 and "LTTB" in chart.note
+
+
+def test_compare_figure_marks_config_changes_on_each_runs_line():
+    metrics = pd.concat([long_metrics("a", epochs=6), long_metrics("b", epochs=6)])
+    changes = {"a": versions((4, 1e-4, "user", "plateau <b>now</b>")), "b": versions()}
+    chart = charts.compare_figure(metrics, "val", "loss", {"a": "run A", "b": "run B"}, versions=changes)
+    markers = [t for t in chart.figure.data if t.mode == "markers"]
+    assert len(markers) == 1  # run B never changed its config
+    marker, line_a = markers[0], chart.figure.data[0]
+    assert list(marker.x) == [4] and list(marker.y) == pytest.approx([1.1 / 4])  # on run A's line
+    assert marker.marker.color == line_a.line.color and marker.marker.symbol == "diamond"
+    assert marker.legendgroup == "a" and marker.showlegend is False
+    hover = marker.hovertext[0]
+    assert hover.startswith("run A<br>") and "from user" in hover and "learning_rate: 0.001 → 0.0001" in hover
+    assert "&lt;b&gt;now&lt;/b&gt;" in hover
+
+
+def test_compare_figure_places_a_change_between_logged_steps_on_the_line():
+    metrics = long_metrics("a", epochs=6)
+    metrics = metrics[metrics["epoch"] != 4]
+    chart = charts.compare_figure(metrics, "val", "loss", {"a": "A"}, versions={"a": versions((4, 1e-4, "llm", ""))})
+    marker = chart.figure.data[-1]
+    assert list(marker.y) == pytest.approx([(1.1 / 3 + 1.1 / 5) / 2])
+
+
+# ------------------------------------------------------------ hyperparameters
+
+
+def configs(*overrides: dict) -> dict[str, dict]:
+    base = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "Adam", "nesterov": False, "seed": 42,
+            "model_note": "", "metrics": ["accuracy"]}
+    return {f"r{i}": {**base, **o} for i, o in enumerate(overrides, start=1)}
+
+
+def test_hyperparameter_table_offers_differing_numeric_bool_and_choice_keys_only():
+    table = charts.hyperparameter_table(configs(
+        {"learning_rate": 1e-2, "optimizer": "SGD", "nesterov": True, "model_note": "first", "metrics": ["f1"]},
+        {"learning_rate": 1e-4, "model_note": "second"},
+        {"batch_size": 64},
+    ))
+    # seed is the same everywhere; model_note is bookkeeping training ignores; metrics is a list.
+    assert list(table.columns) == ["learning_rate", "batch_size", "optimizer", "nesterov"]
+    assert list(table.index) == ["r1", "r2", "r3"]
+    assert table["optimizer"].tolist() == ["SGD", "Adam", "Adam"]
+
+
+def test_hyperparameter_table_leaves_out_keys_some_runs_lack_and_name_like_text():
+    runs = configs(*({"run_name": f"trial {i}"} for i in range(13)))
+    runs["r1"]["dropout"] = 0.5
+    assert charts.hyperparameter_table(runs).columns.empty
+
+
+def test_best_values_take_the_lowest_loss_and_the_highest_accuracy():
+    metrics = pd.concat([long_metrics("a", epochs=3), long_metrics("b", epochs=5)])
+    assert charts.best_values(metrics, "val", "loss").to_dict() == pytest.approx({"a": 1.1 / 3, "b": 1.1 / 5})
+    assert charts.best_values(metrics, "val", "accuracy").to_dict() == pytest.approx({"a": 0.4, "b": 0.4})
+
+
+def test_parallel_figure_has_one_dimension_per_key_then_the_metric():
+    table = charts.hyperparameter_table(configs(
+        {"learning_rate": 1e-2, "optimizer": "SGD", "nesterov": True}, {"learning_rate": 1e-4}, {"batch_size": 64}))
+    best = pd.Series({"r1": 0.9, "r2": 0.7, "r3": 0.8})
+    fig = charts.parallel_figure(table, best, ("val", "accuracy"))
+    parcoords = fig.data[0]
+    assert parcoords.type == "parcoords"
+    labels = [d.label for d in parcoords.dimensions]
+    assert labels == ["learning_rate (log)", "batch_size", "optimizer", "nesterov", "best validation accuracy"]
+    lr, batch, optimizer, nesterov, score = parcoords.dimensions
+    assert list(lr.values) == pytest.approx([-2, -4, -3]) and list(lr.ticktext) == ["0.0001", "0.001", "0.01"]
+    assert list(batch.values) == [32, 32, 64]
+    assert list(optimizer.ticktext) == ["Adam", "SGD"] and list(optimizer.values) == [1, 0, 0]
+    assert list(nesterov.ticktext) == ["false", "true"] and list(nesterov.values) == [1, 0, 0]
+    assert list(score.values) == [0.9, 0.7, 0.8] and list(parcoords.line.color) == [0.9, 0.7, 0.8]
+    assert parcoords.line.reversescale is False  # accuracy rises: the bright end is the best run
+
+
+def test_hyperparameter_scatter_colours_runs_as_on_the_curves():
+    table = charts.hyperparameter_table(configs({"optimizer": "SGD"}, {}, {"optimizer": "AdamW"}))
+    best = pd.Series({"r1": 0.3, "r2": 0.2, "r3": 0.25})
+    labels = {"r1": "one", "r2": "two", "r3": "three"}
+    fig = charts.hyperparameter_scatter(table, best, ("val", "loss"), "optimizer", labels)
+    assert [t.name for t in fig.data] == ["one", "two", "three"]
+    assert [t.marker.color for t in fig.data] == list(charts.RUN_COLOURS[:3])
+    assert [t.x[0] for t in fig.data] == [2, 0, 1]  # Adam, AdamW, SGD as ticks 0, 1, 2
+    assert list(fig.layout.xaxis.ticktext) == ["Adam", "AdamW", "SGD"]
+    assert "optimizer: SGD" in fig.data[0].hovertext[0]
+
+
+def test_hyperparameter_scatter_colours_by_a_second_key():
+    table = charts.hyperparameter_table(configs(
+        {"learning_rate": 1e-1, "nesterov": True}, {"learning_rate": 1e-3}, {"learning_rate": 1e-4}))
+    best = pd.Series({"r1": 0.3, "r2": 0.2, "r3": 0.25})
+    fig = charts.hyperparameter_scatter(table, best, ("val", "loss"), "learning_rate", {}, colour_key="nesterov")
+    (points,) = fig.data
+    assert list(points.marker.color) == [1, 0, 0]
+    assert list(points.marker.colorbar.ticktext) == ["false", "true"]
+    assert fig.layout.xaxis.type == "log"  # learning rates spanning 1000x

@@ -1,38 +1,122 @@
-"""Compare page: runs side by side: one metric overlaid, config differences, final metrics."""
+"""Compare page: runs side by side: one metric overlaid (smoothed, reduced, with config changes),
+hyperparameters against the best validation metric, config differences, final metrics."""
+
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
 from dashboard.display import run_labels, wait_for_first_run
+from dashboard.downsample import METHOD_NOTES
+from dashboard.smoothing import Smoothing
 from dashboard.tables import config_diff_table, final_metrics_table
 
+MAX_RUNS = 50  # more lines than this cannot be told apart on one chart
 # The metrics offered, most useful first; only those the chosen runs logged are listed.
 METRIC_ORDER = [("val", "accuracy"), ("val", "loss"), ("train", "accuracy"), ("train", "loss"),
                 ("", "lr"), ("", "epoch_seconds"), ("", "samples_per_sec")]
 SCORE_COLUMNS = ["train loss", "val loss", "train accuracy", "val accuracy", "best val accuracy"]
+SMOOTHING_METHODS = {"none": "None", "ema": "EMA", "window": "Moving window"}
+DOWNSAMPLING_METHODS = {"minmax": "min/max per bucket", "lttb": "LTTB"}
 
 
 def metric_choices(metrics: pd.DataFrame) -> list[tuple[str, str]]:
-    logged = set(zip(metrics["split"], metrics["name"]))
+    # Deduplicate in pandas first: zipping every row of a long run's metrics takes a noticeable while.
+    pairs = metrics[["split", "name"]].drop_duplicates()
+    logged = set(zip(pairs["split"], pairs["name"]))
     return [m for m in METRIC_ORDER if m in logged] + sorted(logged - set(METRIC_ORDER))
 
 
-@st.fragment(run_every=data.REFRESH_S)
-def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
-    metrics = data.metrics(chosen)
-    choices = metric_choices(metrics)
-    if not choices:
-        st.info("The chosen runs have not finished an epoch yet.")
-    else:
-        split, name = st.selectbox("Metric", choices, format_func=lambda m: charts.metric_title(*m),
-                                   key="compare_metric")
-        st.plotly_chart(charts.compare_figure(metrics, split, name, {i: labels[i] for i in chosen}),
-                        key="compare-chart", width="stretch")
+def smoothing_controls() -> Smoothing:
+    method_column, setting_column = st.columns(2)
+    method = method_column.radio("Smoothing", list(SMOOTHING_METHODS), format_func=SMOOTHING_METHODS.get,
+                                 horizontal=True, key="compare_smoothing")
+    if method == "ema":
+        weight = setting_column.slider(
+            "EMA weight", 0.0, 0.99, Smoothing.weight, 0.01, key="compare_ema_weight",
+            help="How much each point keeps of the curve before it: 0 is the raw curve, 0.9 averages over "
+                 "about the last ten points. The start is bias-corrected, so the curve does not rise from zero.")
+        return Smoothing("ema", weight=weight)
+    if method == "window":
+        window_column, centred_column = setting_column.columns([3, 2], vertical_alignment="bottom")
+        window = window_column.slider("Window (points)", 2, 200, Smoothing.window, key="compare_window")
+        centred = centred_column.checkbox(
+            "Centred", value=True, key="compare_centred",
+            help="A centred window does not lag behind the raw curve; a trailing one averages only past points.")
+        return Smoothing("window", window=window, centred=centred)
+    return Smoothing()
 
+
+def metric_chart(chosen: list[str], labels: dict[str, str], metrics: pd.DataFrame,
+                 choices: list[tuple[str, str]]) -> None:
+    if not choices:
+        st.info("The chosen runs have not logged a metric yet; their curves appear after the first epoch "
+                "(or step). Pick runs that have trained for a while to compare them now.")
+        return
+    metric_column, method_column = st.columns([2, 1])
+    split, name = metric_column.selectbox("Metric", choices, format_func=lambda m: charts.metric_title(*m),
+                                          key="compare_metric")
+    method = method_column.selectbox(
+        "Downsampling", list(DOWNSAMPLING_METHODS), format_func=DOWNSAMPLING_METHODS.get,
+        key="compare_downsampling",
+        help=f"Curves longer than {charts.DEFAULT_MAX_POINTS:,} points are reduced so the page stays fast: "
+             f"{METHOD_NOTES['minmax']}; {METHOD_NOTES['lttb']}. Points are never picked at random.")
+    smoothing = smoothing_controls()
+    versions = {run_id: data.config_versions(run_id) for run_id in chosen}  # cached: one query per run per refresh
+    chart = charts.compare_figure(metrics, split, name, {i: labels[i] for i in chosen}, smoothing=smoothing,
+                                  versions=versions, method=method)
+    st.plotly_chart(chart.figure, key="compare-chart", width="stretch")
+    notes = [chart.note] if chart.note else []
+    if smoothing.active:
+        notes.append("The faint lines are the raw values.")
+    if any((v["version"] > 1).any() for v in versions.values() if not v.empty):
+        notes.append("Diamonds mark mid-run config changes; hover one to see what changed, who asked and why.")
+    if notes:
+        st.caption(" ".join(notes))
+
+
+def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.DataFrame,
+                         choices: list[tuple[str, str]], configs: dict[str, dict[str, Any]]) -> None:
+    st.subheader("Hyperparameters", anchor=False)
+    if len(chosen) < 2:
+        st.caption("Pick two or more runs to see their settings against their best validation metric.")
+        return
+    targets = [m for m in choices if m[0] == "val"]
+    if not targets:
+        st.info("None of the chosen runs has validated yet; these views appear after their first validation.")
+        return
+    target = st.selectbox("Against the best", targets, format_func=lambda m: charts.metric_title(*m),
+                          key="compare_target")
+    best = charts.best_values(metrics, *target).dropna()
+    scored = [run_id for run_id in chosen if run_id in best.index and configs[run_id]]
+    if len(scored) < 2:
+        st.info(f"Fewer than two of the chosen runs have a {charts.metric_title(*target).lower()} and a "
+                "recorded config; pick runs that have validated at least once.")
+        return
+    table = charts.hyperparameter_table({run_id: configs[run_id] for run_id in scored})
+    if table.columns.empty:
+        st.info("The chosen runs share every numeric, true/false and choice setting, so there is nothing to "
+                "plot against the metric. Pick runs whose settings differ (the config differences below).")
+        return
+    if len(scored) < len(chosen):
+        st.caption(f"{len(chosen) - len(scored)} of the chosen runs are left out: no "
+                   f"{charts.metric_title(*target).lower()} or no recorded config yet.")
+    st.plotly_chart(charts.parallel_figure(table, best, target), key="compare-parcoords", width="stretch")
+    st.caption("One line per run, brighter for better runs; drag along an axis to keep only the runs within a "
+               "range. Settings that span 100× or more (learning rates) are on a log scale.")
+    x_column, colour_column = st.columns(2)
+    key = x_column.selectbox("Setting", list(table.columns), key="compare_scatter_key")
+    colour_options = [None] + [k for k in table.columns if k != key]
+    colour_key = colour_column.selectbox("Colour by", colour_options, key="compare_scatter_colour",
+                                         format_func=lambda k: "run (as on the curves)" if k is None else k)
+    st.plotly_chart(charts.hyperparameter_scatter(table, best, target, key, labels, colour_key),
+                    key="compare-scatter", width="stretch")
+
+
+def config_differences(chosen: list[str], labels: dict[str, str], configs: dict[str, dict[str, Any]]) -> None:
     st.subheader("Config differences", anchor=False)
-    configs = {labels[i]: data.current_config(i) or {} for i in chosen}
-    differences = config_diff_table(configs)
+    differences = config_diff_table({labels[i]: configs[i] for i in chosen})
     if len(chosen) < 2:
         st.caption("Pick two or more runs to see how their configs differ.")
     elif differences.empty:
@@ -41,6 +125,8 @@ def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
         st.caption("Only the keys whose values differ; each run's config in force.")
         st.dataframe(differences, hide_index=True, width="stretch")
 
+
+def final_metrics(chosen: list[str], labels: dict[str, str], metrics: pd.DataFrame) -> None:
     st.subheader("Final metrics", anchor=False)
     chosen_runs = data.runs().set_index("id").loc[chosen].reset_index()
     finals = final_metrics_table(chosen_runs, metrics, labels)
@@ -48,6 +134,17 @@ def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in SCORE_COLUMNS})
     st.download_button("Download CSV", finals.to_csv(index=False), file_name="tiller-compare.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore")
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
+    metrics = data.metrics(chosen)  # one query for all the chosen runs
+    configs = {run_id: data.current_config(run_id) or {} for run_id in chosen}
+    choices = metric_choices(metrics)
+    metric_chart(chosen, labels, metrics, choices)
+    hyperparameter_views(chosen, labels, metrics, choices, configs)
+    config_differences(chosen, labels, configs)
+    final_metrics(chosen, labels, metrics)
 
 
 st.title("Compare runs")
@@ -58,8 +155,11 @@ if runs.empty:
 
 labels = run_labels(runs)
 chosen = st.multiselect("Runs", runs["id"].tolist(), default=runs["id"].iloc[:2].tolist(),
-                        format_func=lambda i: labels[i], key="compare_runs")
+                        format_func=lambda i: labels[i], key="compare_runs", max_selections=MAX_RUNS,
+                        help=f"Up to {MAX_RUNS} runs: more lines than that cannot be told apart on one chart.")
 if not chosen:
-    st.info("Pick one or more runs to compare.")
+    st.info("Pick one or more runs above to compare their curves, settings and final metrics.")
     st.stop()
+if len(chosen) == MAX_RUNS:
+    st.caption(f"{MAX_RUNS} runs is the most one comparison shows; remove a run to add another.")
 live_comparison(chosen, labels)
