@@ -22,7 +22,8 @@ st.navigation(
     [
         st.Page(PAGES_DIR / "runs.py", title="Runs", icon=":material/table_rows:", default=True),
         st.Page(PAGES_DIR / "run.py", title="Run", icon=":material/monitoring:"),
+        st.Page(PAGES_DIR / "evaluation.py", title="Evaluation", icon=":material/analytics:"),
         st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
     ],
-    position="top",  # three pages fit in the header; the wide layout keeps the whole width for charts
+    position="top",  # four pages fit in the header; the wide layout keeps the whole width for charts
 ).run()

@@ -1,0 +1,442 @@
+"""Evaluation page: seed 002's evaluation views of one run at one epoch, from its validation predictions.
+
+The run comes from ``?run=<id>`` as on the Run page; the epoch defaults to the one
+with the best validation accuracy. Numbers come from ``eval_metrics`` and figures
+from ``eval_charts``, each cached by runs folder, run, epoch and the user's inputs:
+an epoch's predictions never change, so switching tabs, or back to an epoch seen
+before, costs no computation. A panel whose data is missing says why.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, eval_charts, eval_metrics
+from dashboard.display import is_live, md_escape, run_labels, wait_for_first_run
+from store import RunNotFound
+
+CACHED_VIEWS = 64  # per cached function: a few runs x epochs x user inputs
+THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)  # the deferral curve, in steps of 0.01
+DEFAULT_HARD_SAMPLES = 10
+TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
+        "Confidence & calibration", "Hard samples"]
+
+cached = st.cache_data(show_spinner=False, max_entries=CACHED_VIEWS)
+
+
+# ------------------------------------------------------------------ picking
+
+
+def default_run(runs: pd.DataFrame) -> str:
+    live = runs[runs["status"].map(is_live)]
+    return (live if not live.empty else runs)["id"].iloc[0]
+
+
+def _remember_pick() -> None:
+    # Keeps the URL in step with the picker, so a reload or a shared link shows the same run.
+    st.query_params["run"] = st.session_state["eval_run_picker"]
+
+
+def pick_run(runs: pd.DataFrame) -> str:
+    """The Run page's picker: ``?run=`` (id, unique prefix or ``latest``), else the newest live run."""
+    ids = runs["id"].tolist()
+    ref = st.query_params.get("run")
+    if ref:
+        try:
+            st.session_state["eval_run_picker"] = data.store().find_run(ref)
+        except RunNotFound as exc:
+            st.warning(f"{md_escape(exc)}. Showing another run instead.")
+    if st.session_state.get("eval_run_picker") not in ids:
+        st.session_state["eval_run_picker"] = default_run(runs)
+    labels = run_labels(runs)
+    run_id = st.selectbox("Run", ids, key="eval_run_picker", on_change=_remember_pick,
+                          format_func=lambda i: labels[i] if labels[i] == i else f"{labels[i]} · {i}")
+    st.query_params["run"] = run_id
+    return run_id
+
+
+def best_epoch(run_id: str, epochs: list[int]) -> int:
+    """Of ``epochs``, the one with the highest validation accuracy (the earliest on a tie); else the latest."""
+    metrics = data.metrics([run_id])
+    accuracy = metrics[(metrics["split"] == "val") & (metrics["name"] == "accuracy")
+                       & metrics["epoch"].isin(epochs)].sort_values("epoch")
+    if accuracy.empty:
+        return epochs[-1]
+    return int(accuracy.loc[accuracy["value"].idxmax(), "epoch"])
+
+
+def pick_epoch(run_id: str, epochs: list[int]) -> int:
+    best = best_epoch(run_id, epochs)
+    return st.selectbox("Epoch", epochs, index=epochs.index(best), key=f"eval_epoch_{run_id}",
+                        format_func=lambda e: f"{e} (best validation accuracy)" if e == best else str(e))
+
+
+# ------------------------------------------------------------ cached views
+# Each takes the runs folder only to key its cache, as data.py does: two folders
+# (or two tests) never share entries. data.predictions reads that same folder.
+
+
+def _predictions(run_id: str, epoch: int):
+    return data.predictions(run_id, epoch)
+
+
+@cached
+def report_view(folder: str, run_id: str, epoch: int):
+    p = _predictions(run_id, epoch)
+    return (eval_metrics.classification_report_table(p.probs, p.labels, p.class_names),
+            eval_metrics.summary(p.probs, p.labels, p.task), eval_metrics.unscorable_note(p.labels, p.class_names))
+
+
+@cached
+def confusion_view(folder: str, run_id: str, epoch: int):
+    p = _predictions(run_id, epoch)
+    matrix = eval_metrics.confusion(p.probs, p.labels)
+    return (eval_charts.confusion_heatmap(matrix, p.class_names, normalised=False),
+            eval_charts.confusion_heatmap(eval_metrics.row_normalised(matrix), p.class_names, normalised=True))
+
+
+@cached
+def curves_view(folder: str, run_id: str, epoch: int):
+    """ROC and PR figures of a multiclass run, or None when no class has a curve."""
+    p = _predictions(run_id, epoch)
+    roc = eval_metrics.roc_curves(p.probs, p.labels, p.class_names)
+    if not roc:
+        return None
+    return eval_charts.roc_figure(roc), eval_charts.pr_figure(eval_metrics.pr_curves(p.probs, p.labels, p.class_names))
+
+
+@cached
+def binary_view(folder: str, run_id: str, epoch: int, threshold: float):
+    """The outcome at ``threshold``, its heatmap, and the ROC and PR with that operating point (None if no curve)."""
+    p = _predictions(run_id, epoch)
+    outcome = eval_metrics.binary_at_threshold(p.probs, p.labels, threshold)
+    heatmap = eval_charts.binary_outcome_heatmap(outcome, p.class_names, threshold)
+    roc, pr = (eval_metrics.positive_roc(p.probs, p.labels, p.class_names),
+               eval_metrics.positive_pr(p.probs, p.labels, p.class_names))
+    if roc is None:
+        return outcome, heatmap, None
+    label, positive = f"threshold {threshold:.2f}", p.class_names[1]
+    return outcome, heatmap, (
+        eval_charts.roc_figure([roc], (outcome.false_positive_rate, outcome.recall, label),
+                               title=f"ROC curve of {positive}"),
+        eval_charts.pr_figure([pr], (outcome.recall, outcome.precision, label),
+                              title=f"Precision-recall curve of {positive}"))
+
+
+@cached
+def per_class_view(folder: str, run_id: str, epoch: int):
+    p = _predictions(run_id, epoch)
+    scores = eval_metrics.per_class_scores(p.probs, p.labels, p.class_names)
+    counts = eval_metrics.class_counts(p.labels, p.class_names, p.train_counts)
+    rates = eval_metrics.one_vs_rest_rates(eval_metrics.confusion(p.probs, p.labels), p.class_names)
+    figures = (eval_charts.per_class_scores_figure(scores), eval_charts.class_counts_figure(counts),
+               eval_charts.rates_figure(rates), eval_charts.rates_radar(rates))
+    return scores, counts, rates, figures
+
+
+@cached
+def kappa_and_deferral(folder: str, run_id: str, epoch: int):
+    p = _predictions(run_id, epoch)
+    return (eval_metrics.quadratic_kappa(p.probs, p.labels),
+            eval_metrics.threshold_scenarios(p.probs, p.labels, THRESHOLD_GRID))
+
+
+@cached
+def severity_error(folder: str, run_id: str, epoch: int, severity: np.ndarray) -> float:
+    p = _predictions(run_id, epoch)
+    return eval_metrics.severity_weighted_error(eval_metrics.confusion(p.probs, p.labels), severity)
+
+
+@cached
+def detection(folder: str, run_id: str, epoch: int, class_index: int) -> eval_metrics.Detection:
+    p = _predictions(run_id, epoch)
+    return eval_metrics.class_detection(p.probs, p.labels, class_index)
+
+
+@cached
+def scenarios(folder: str, run_id: str, epoch: int, thresholds: tuple[float, ...]) -> pd.DataFrame:
+    p = _predictions(run_id, epoch)
+    return eval_metrics.threshold_scenarios(p.probs, p.labels, thresholds)
+
+
+@cached
+def confidence_view(folder: str, run_id: str, epoch: int):
+    p = _predictions(run_id, epoch)
+    bins = eval_metrics.confidence_bins(p.probs, p.labels)
+    ece = eval_metrics.expected_calibration_error(bins)
+    return bins, ece, (eval_charts.bin_accuracy_figure(bins), eval_charts.bin_count_figure(bins),
+                       eval_charts.reliability_figure(bins, ece))
+
+
+@cached
+def hard_samples(folder: str, run_id: str, epoch: int, k: int):
+    p = _predictions(run_id, epoch)
+    args = (p.probs, p.labels, p.sample_ids, p.class_names, k)
+    return eval_metrics.low_confidence_correct(*args), eval_metrics.high_confidence_wrong(*args)
+
+
+# ------------------------------------------------------------ display helpers
+
+
+def number_text(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
+
+
+def show_table(table: pd.DataFrame, **kwargs) -> None:
+    """``table`` with its fractional numbers to 3 decimals and a dash where one is not defined (0/0)."""
+    # As text: Streamlit prints "None" for NaN, even through a Styler's na_rep, which reads as missing data.
+    fractions = table.select_dtypes("float").columns
+    shown = table.astype({column: object for column in fractions})
+    for column in fractions:
+        shown[column] = [number_text(value) for value in table[column]]
+    st.dataframe(shown, column_config={column: st.column_config.TextColumn(alignment="right")
+                                       for column in fractions}, **kwargs)
+
+
+def chart(figure, key: str) -> None:
+    st.plotly_chart(figure, key=key, width="stretch")
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """``"0.3, 0.5 0.7"`` -> ``(0.3, 0.5, 0.7)``; ValueError names an entry that is not in [0, 1]."""
+    thresholds = []
+    for entry in text.replace(",", " ").split():
+        try:
+            value = float(entry)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{entry} is not between 0 and 1")
+        thresholds.append(value)
+    return tuple(sorted(set(thresholds)))
+
+
+def show_thumbnails(run_id: str, samples: pd.DataFrame) -> None:
+    """Hook for image thumbnails of ``samples`` (validation ``index`` and ``sample`` id per row).
+
+    Rendering them belongs to the probe being written in ``trainer/probe.py`` (with features
+    and Grad-CAM); until it lands the table's sample ids say where each image is.
+    """
+    st.caption("Thumbnails of these samples will appear here once the image probe (trainer/probe.py) is in.")
+
+
+# ------------------------------------------------------------------ panels
+
+
+def show_report(folder: str, run_id: str, epoch: int) -> None:
+    report, headline, note = report_view(folder, run_id, epoch)
+    for column, (name, value) in zip(st.columns(len(headline)), headline.items()):
+        column.metric(name, number_text(value))
+    if note:
+        st.info(md_escape(note))
+    st.subheader("Classification report", anchor=False)
+    show_table(report, width="stretch")
+
+
+def show_confusion(folder: str, run_id: str, epoch: int) -> None:
+    raw, normalised = confusion_view(folder, run_id, epoch)
+    left, right = st.columns(2)
+    with left:
+        chart(raw, "eval-confusion-raw")
+    with right:
+        chart(normalised, "eval-confusion-normalised")
+
+
+def show_multiclass_curves(folder: str, run_id: str, epoch: int, note: str | None) -> None:
+    figures = curves_view(folder, run_id, epoch)
+    if note:
+        st.info(md_escape(note))
+    if figures is None:
+        st.info("No ROC or precision-recall curve: none of the classes has validation samples both in and "
+                "outside it.")
+        return
+    left, right = st.columns(2)
+    with left:
+        chart(figures[0], "eval-roc")
+    with right:
+        chart(figures[1], "eval-pr")
+
+
+def show_binary_curves(folder: str, run_id: str, epoch: int, class_names: list[str]) -> None:
+    positive = md_escape(class_names[1])
+    threshold = st.slider(f"Threshold: call a sample {positive} when p({positive}) is at least",
+                          0.0, 1.0, 0.5, 0.01, key=f"eval_binary_threshold_{run_id}")
+    outcome, heatmap, curves = binary_view(folder, run_id, epoch, threshold)
+    for column, name in zip(st.columns(4), ("precision", "recall", "specificity", "accuracy")):
+        column.metric(name, number_text(getattr(outcome, name)))
+    if curves is None:
+        st.info(f"No ROC or precision-recall curve: the validation set needs samples of both "
+                f"{md_escape(class_names[0])} and {positive}.")
+        chart(heatmap, "eval-binary-confusion")
+        return
+    roc_column, pr_column, matrix_column = st.columns(3)
+    with roc_column:
+        chart(curves[0], "eval-binary-roc")
+    with pr_column:
+        chart(curves[1], "eval-binary-pr")
+    with matrix_column:
+        chart(heatmap, "eval-binary-confusion")
+
+
+def show_per_class(folder: str, run_id: str, epoch: int) -> None:
+    scores, counts, rates, (scores_figure, counts_figure, rates_figure, radar) = per_class_view(folder, run_id, epoch)
+    left, right = st.columns(2)
+    with left:
+        chart(scores_figure, "eval-per-class-scores")
+    with right:
+        if "training" not in counts.columns:
+            st.info("This run did not record its training samples per class; only validation counts are shown.")
+        chart(counts_figure, "eval-class-counts")
+    st.subheader("One class against the rest", anchor=False)
+    left, right = st.columns(2)
+    with left:
+        chart(rates_figure, "eval-rates")
+    with right:
+        chart(radar, "eval-radar")
+    st.caption("Sensitivity = recall, specificity = true-negative rate, PPV = precision, NPV = negative "
+               "predictive value; – where the rate is 0/0 (no samples to take it over).")
+    show_table(rates.set_index("class"), width="stretch")
+
+
+def severity_editor(run_id: str, class_names: list[str]) -> np.ndarray:
+    default = pd.DataFrame(eval_metrics.default_severity(len(class_names)), index=class_names, columns=class_names)
+    st.caption("Severity of predicting the column's class for a sample of the row's class (default: how many "
+               "classes apart they are). The diagonal is a correct prediction and always counts 0.")
+    edited = st.data_editor(default, key=f"eval_severity_{run_id}_{len(class_names)}", width="stretch",
+                            column_config={name: st.column_config.NumberColumn(min_value=0.0) for name in class_names})
+    return edited.to_numpy(dtype=float, na_value=np.nan)
+
+
+def show_severity(folder: str, run_id: str, epoch: int, class_names: list[str]) -> None:
+    st.subheader("Severity-weighted error rate", anchor=False)
+    severity = severity_editor(run_id, class_names)
+    try:
+        error = severity_error(folder, run_id, epoch, severity)
+    except ValueError as exc:
+        st.warning(f"Severity matrix not used: {md_escape(exc)}.")
+        return
+    st.metric("severity-weighted error rate", number_text(error),
+              help="Sum of (samples x severity) over all cells / (samples x the largest severity): 0 means no "
+                   "errors, 1 means every sample wrong in the worst way.")
+    if np.isnan(error):
+        st.info("Not defined: every severity off the diagonal is 0.")
+
+
+def show_detection(folder: str, run_id: str, epoch: int, class_names: list[str], binary: bool) -> None:
+    st.subheader("Detection of one class", anchor=False)
+    class_index = st.selectbox("Class", range(len(class_names)), index=1 if binary else 0,
+                               format_func=lambda c: class_names[c], key=f"eval_detection_class_{run_id}")
+    found = detection(folder, run_id, epoch, class_index)
+    if found.samples == 0:
+        st.info(f"No validation samples of {md_escape(class_names[class_index])}, so nothing to detect.")
+        return
+    rate, confidence = st.columns(2)
+    rate.metric("detection rate (recall)", number_text(found.rate),
+                help=f"Share of the {found.samples} validation samples of this class predicted as it.")
+    confidence.metric("mean confidence", number_text(found.mean_confidence),
+                      help="Mean probability the model gave this class on its own validation samples.")
+
+
+def show_scenarios(folder: str, run_id: str, epoch: int, deferral: pd.DataFrame) -> None:
+    st.subheader("Decision-threshold scenarios", anchor=False)
+    text = st.text_input("Thresholds on the top probability (0–1, separated by commas)",
+                         value=", ".join(f"{t:g}" for t in eval_metrics.DEFAULT_THRESHOLDS),
+                         key=f"eval_thresholds_{run_id}",
+                         help="A sample whose top probability is below the threshold is deferred to a person.")
+    try:
+        thresholds = parse_thresholds(text)
+    except ValueError as exc:
+        st.warning(f"Thresholds not used: {md_escape(exc)}.")
+        thresholds = ()
+    if thresholds:
+        show_table(scenarios(folder, run_id, epoch, thresholds), hide_index=True, width="stretch")
+    chart(eval_charts.threshold_figure(deferral, thresholds), "eval-deferral")
+
+
+def show_clinical(folder: str, run_id: str, epoch: int, class_names: list[str], binary: bool) -> None:
+    kappa, deferral = kappa_and_deferral(folder, run_id, epoch)
+    st.metric("Cohen's kappa, quadratic weights", number_text(kappa),
+              help="Agreement of prediction and truth beyond chance; a miss by two classes costs four times a "
+                   "miss by one.")
+    if np.isnan(kappa):
+        st.info("Kappa is not defined here: truth and prediction hold only one and the same class.")
+    left, right = st.columns(2)
+    with left:
+        show_severity(folder, run_id, epoch, class_names)
+    with right:
+        show_detection(folder, run_id, epoch, class_names, binary)
+    show_scenarios(folder, run_id, epoch, deferral)
+
+
+def show_confidence(folder: str, run_id: str, epoch: int) -> None:
+    bins, ece, (accuracy_figure, count_figure, reliability) = confidence_view(folder, run_id, epoch)
+    st.metric("expected calibration error", number_text(ece),
+              help="Over 10 equal-width bins of top probability: the share of samples in each bin times "
+                   "|accuracy − mean confidence| in it, summed.")
+    left, right = st.columns(2)
+    with left:
+        chart(accuracy_figure, "eval-bin-accuracy")
+        chart(count_figure, "eval-bin-count")
+    with right:
+        chart(reliability, "eval-reliability")
+
+
+def show_hard_samples(folder: str, run_id: str, epoch: int) -> None:
+    k = st.number_input("Samples per table", 1, 100, DEFAULT_HARD_SAMPLES, key=f"eval_hard_k_{run_id}")
+    unsure_right, sure_wrong = hard_samples(folder, run_id, epoch, int(k))
+    for title, table, empty in (
+        ("Correct, least confident", unsure_right, "No correct predictions at this epoch."),
+        ("Wrong, most confident", sure_wrong, "No wrong predictions at this epoch."),
+    ):
+        st.subheader(title, anchor=False)
+        if table.empty:
+            st.info(empty)
+            continue
+        show_table(table, hide_index=True, width="stretch")
+        show_thumbnails(run_id, table)
+
+
+# --------------------------------------------------------------------- page
+
+st.title("Evaluation", anchor=False)
+runs = data.runs()
+if runs.empty:
+    wait_for_first_run()
+    st.stop()
+
+run_id = pick_run(runs)
+epochs = data.prediction_epochs(run_id)
+if not epochs:
+    st.info("No validation predictions stored for this run yet. The trainer stores them after each epoch's "
+            "validation, so the panels appear once its first epoch ends (runs from before Tiller stored "
+            "predictions have none).")
+    st.stop()
+epoch = pick_epoch(run_id, epochs)
+predictions = data.predictions(run_id, epoch)
+if predictions is None:
+    st.info(f"The predictions of epoch {epoch} are no longer in the database.")
+    st.stop()
+
+folder, names = data.runs_dir(), predictions.class_names
+binary = predictions.task == "binary"
+st.caption(f"{len(predictions.labels):,} validation samples · {len(names)} classes · "
+           f"{'binary, positive class ' + md_escape(names[1]) if binary else 'multiclass'}")
+
+report, confusion, curves, per_class, clinical, calibration, hard = st.tabs(TABS)
+with report:
+    show_report(folder, run_id, epoch)
+with confusion:
+    show_confusion(folder, run_id, epoch)
+with curves:
+    if binary:
+        show_binary_curves(folder, run_id, epoch, names)
+    else:
+        show_multiclass_curves(folder, run_id, epoch, report_view(folder, run_id, epoch)[2])
+with per_class:
+    show_per_class(folder, run_id, epoch)
+with clinical:
+    show_clinical(folder, run_id, epoch, names, binary)
+with calibration:
+    show_confidence(folder, run_id, epoch)
+with hard:
+    show_hard_samples(folder, run_id, epoch)

@@ -1,0 +1,211 @@
+"""The Evaluation page, run headless with AppTest (which renders every tab) against runs in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from store import Store
+from trainer.config import validate_config
+from trainer.loop import train
+
+PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "evaluation.py"
+TIMEOUT_S = 30  # the first run imports plotly, pandas and scikit-learn
+COMMON_CHARTS = {"eval-confusion-raw", "eval-confusion-normalised", "eval-per-class-scores", "eval-class-counts",
+                 "eval-rates", "eval-radar", "eval-deferral", "eval-bin-accuracy", "eval-bin-count", "eval-reliability"}
+
+
+@pytest.fixture
+def runs_store(tmp_path, monkeypatch) -> Store:
+    monkeypatch.setenv("TILLER_RUNS_DIR", str(tmp_path))
+    # Caches are keyed by runs folder already; clearing also drops connections to old tmp folders.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return Store(tmp_path)
+
+
+def seed_predictions(store: Store, run_id: str, *, class_names: list[str], labels, probs_per_epoch: dict,
+                     val_accuracy: dict | None = None, task: str = "multiclass",
+                     train_counts: list[int] | None = None) -> str:
+    """A finished run with stored validation predictions (and val/accuracy) per epoch."""
+    store.create_run(model="mlp", dataset="synthetic", name=run_id, run_id=run_id)
+    labels = np.asarray(labels)
+    store.record_val_samples(run_id, labels=labels, sample_ids=[f"synthetic#{i}" for i in range(len(labels))],
+                             class_names=class_names, task=task, train_counts=train_counts)
+    for epoch, probs in probs_per_epoch.items():
+        store.record_predictions(run_id, epoch, probs)
+        accuracy = (val_accuracy or {}).get(epoch, float(np.mean(np.argmax(probs, axis=1) == labels)))
+        store.log_metrics(run_id, epoch, {"val/accuracy": accuracy, "val/loss": 1.0})
+    store.update_run(run_id, status="finished")
+    return run_id
+
+
+def noisy_probs(labels: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(size=(len(labels), n_classes))
+    logits[np.arange(len(labels)), labels] += 1.5
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def binary_probs(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    p = np.clip(0.3 + 0.4 * labels + np.random.default_rng(seed).normal(0, 0.2, len(labels)), 0, 1)
+    return np.column_stack([1 - p, p])
+
+
+def evaluation_page(run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT_S)
+    if run_id:
+        at.query_params["run"] = run_id
+    return at.run()
+
+
+def texts(elements) -> str:
+    """The elements' Markdown as plain text (the page escapes user text)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
+
+
+def chart_keys(at: AppTest) -> set[str]:
+    return {chart.key for chart in at.get("plotly_chart")}
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# --------------------------------------------------------------- full page
+
+
+def test_multiclass_run_renders_every_panel(runs_store):
+    run_id = train(validate_config({"num_epochs": 2}), runs_store, say=lambda m: None)
+    at = evaluation_page(run_id)
+    assert not at.exception
+    assert [t.label for t in at.tabs] == ["Report & summary", "Confusion matrices", "ROC & PR", "Per class",
+                                         "Clinical utility", "Confidence & calibration", "Hard samples"]
+    assert chart_keys(at) == COMMON_CHARTS | {"eval-roc", "eval-pr"}
+    assert not at.info  # digits: every class in validation, training counts recorded
+    report = at.dataframe[0].value
+    assert list(report.index[:10]) == [str(c) for c in range(10)]
+    assert {"accuracy", "macro avg", "weighted avg"} <= set(report.index)
+    values = metric_values(at)
+    assert set(values) >= {"accuracy", "micro ROC AUC", "macro ROC AUC", "micro average precision",
+                           "Cohen's kappa, quadratic weights", "severity-weighted error rate",
+                           "detection rate (recall)", "mean confidence", "expected calibration error"}
+    assert all(re.fullmatch(r"\d\.\d{3}", values[name]) for name in ("micro ROC AUC", "severity-weighted error rate"))
+
+
+def test_binary_run_gets_one_roc_and_a_threshold_slider(runs_store):
+    labels = np.array([0, 1] * 100)
+    seed_predictions(runs_store, "binary_run", class_names=["正常", "恶性"], labels=labels,
+                     probs_per_epoch={1: binary_probs(labels)}, task="binary", train_counts=[400, 400])
+    at = evaluation_page("binary_run")
+    assert not at.exception
+    assert chart_keys(at) == COMMON_CHARTS | {"eval-binary-roc", "eval-binary-pr", "eval-binary-confusion"}
+    assert set(metric_values(at)) >= {"ROC AUC", "average precision", "precision", "recall", "specificity"}
+    assert "micro ROC AUC" not in metric_values(at)
+    slider = at.slider(key="eval_binary_threshold_binary_run")
+    recall_at_half = metric_values(at)["recall"]
+    slider.set_value(0.05).run()
+    assert not at.exception
+    assert metric_values(at)["recall"] == "1.000" != recall_at_half  # every p(恶性) in this data is >= 0.05
+    assert at.selectbox(key="eval_detection_class_binary_run").value == 1  # the positive class by default
+
+
+def test_run_without_predictions_says_why(runs_store):
+    runs_store.create_run(model="mlp", dataset="digits", name="fresh", run_id="fresh_run")
+    at = evaluation_page("fresh_run")
+    assert not at.exception
+    assert "No validation predictions stored for this run yet" in texts(at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_empty_runs_folder_shows_how_to_start(runs_store):
+    at = evaluation_page()
+    assert not at.exception
+    assert "tiller demo" in texts(at.info)
+
+
+def test_default_epoch_is_the_best_validation_accuracy(runs_store):
+    labels = np.arange(60) % 3
+    probs = noisy_probs(labels, 3)
+    seed_predictions(runs_store, "three_epochs", class_names=["a", "b", "c"], labels=labels,
+                     probs_per_epoch={1: probs, 2: probs, 3: probs}, val_accuracy={1: 0.5, 2: 0.9, 3: 0.7})
+    at = evaluation_page("three_epochs")
+    assert not at.exception
+    picker = at.selectbox(key="eval_epoch_three_epochs")
+    assert picker.value == 2 and picker.options == ["1", "2 (best validation accuracy)", "3"]
+    picker.set_value(3).run()
+    assert not at.exception and at.selectbox(key="eval_epoch_three_epochs").value == 3
+
+
+def test_missing_data_panels_say_why_instead_of_failing(runs_store):
+    # A class with no validation samples and no training counts recorded.
+    labels = np.arange(90) % 3
+    probs = noisy_probs(labels, 4)
+    seed_predictions(runs_store, "gaps", class_names=["正常", "良性", "恶性", "其他"], labels=labels,
+                     probs_per_epoch={1: probs})
+    at = evaluation_page("gaps")
+    assert not at.exception
+    info = texts(at.info)
+    assert "no validation samples of 其他" in info
+    assert "did not record its training samples per class" in info
+    at.selectbox(key="eval_detection_class_gaps").set_value(3).run()
+    assert "No validation samples of 其他" in texts(at.info)
+
+
+def test_single_class_validation_set_renders_with_notes(runs_store):
+    labels = np.zeros(20, dtype=int)
+    probs = np.tile([0.9, 0.1], (20, 1))
+    seed_predictions(runs_store, "one_class", class_names=["neg", "pos"], labels=labels,
+                     probs_per_epoch={1: probs}, task="binary")
+    at = evaluation_page("one_class")
+    assert not at.exception
+    info = texts(at.info)
+    assert "needs samples of both neg and pos" in info
+    assert "Kappa is not defined" in info
+    assert metric_values(at)["ROC AUC"] == "–"
+
+
+def test_user_inputs_are_checked_before_use(runs_store):
+    labels = np.arange(60) % 3
+    seed_predictions(runs_store, "inputs", class_names=["a", "b", "c"], labels=labels,
+                     probs_per_epoch={1: noisy_probs(labels, 3)})
+    at = evaluation_page("inputs")
+    at.text_input(key="eval_thresholds_inputs").input("0.4, 1.5").run()
+    assert not at.exception
+    assert "1.5 is not between 0 and 1" in texts(at.warning)
+    at.text_input(key="eval_thresholds_inputs").input("0.9 0.2").run()
+    scenarios = next(d.value for d in at.dataframe if "deferred" in d.value.columns)
+    assert list(scenarios["threshold"]) == ["0.200", "0.900"]
+
+
+def test_figures_name_their_axes_classes_and_scores(runs_store):
+    labels = np.arange(90) % 3
+    seed_predictions(runs_store, "figures", class_names=["正常", "良性", "恶性"], labels=labels,
+                     probs_per_epoch={1: noisy_probs(labels, 3)})
+    at = evaluation_page("figures")
+    figures = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+    confusion = figures["eval-confusion-raw"]
+    assert confusion["data"][0]["x"] == ["正常", "良性", "恶性"] == confusion["data"][0]["y"]
+    assert confusion["layout"]["xaxis"]["title"]["text"] == "predicted"
+    assert confusion["layout"]["yaxis"]["title"]["text"] == "true"
+    roc_names = [trace["name"] for trace in figures["eval-roc"]["data"]]
+    assert [name.split(" (")[0] for name in roc_names] == ["正常", "良性", "恶性", "micro-average", "chance"]
+    assert all("AUC" in name for name in roc_names)
+    assert all("AP" in trace["name"] for trace in figures["eval-pr"]["data"])
+    assert [trace["type"] for trace in figures["eval-radar"]["data"]] == ["scatterpolar"] * 3
+
+
+def test_app_navigates_to_the_evaluation_page(runs_store):
+    labels = np.arange(30) % 3
+    seed_predictions(runs_store, "nav", class_names=["a", "b", "c"], labels=labels,
+                     probs_per_epoch={1: noisy_probs(labels, 3)})
+    at = AppTest.from_file(str(PAGE.parent.parent / "app.py"), default_timeout=TIMEOUT_S).run()
+    at.switch_page("app_pages/evaluation.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Evaluation" and at.selectbox(key="eval_run_picker").value == "nav"
