@@ -139,8 +139,7 @@ def _note_other_epoch(probe, epoch: int) -> None:
 
 
 def _feature_space(run_dir: Path, predictions: Predictions) -> None:
-    probe = _probe_for_epoch(run_dir, predictions.epoch)
-    count = len(probe.data.val)
+    count = len(predictions.labels)  # not the probe's: loading it (torch, data) waits for the toggle
     shown = min(count, FEATURE_POINTS)
     sampled = f"a seeded random {shown:,} of the {count:,}" if shown < count else f"all {count:,}"
     if not st.toggle(f"Compute the feature space of {sampled} validation samples", key=f"features-{run_dir}",
@@ -149,6 +148,7 @@ def _feature_space(run_dir: Path, predictions: Predictions) -> None:
         st.caption("Penultimate-layer features, projected to 2-D by PCA and t-SNE, coloured by class or by "
                    "correctness, with k-means cluster purity.")
         return
+    probe = _probe_for_epoch(run_dir, predictions.epoch)
     _note_other_epoch(probe, predictions.epoch)
     key = (str(run_dir), probe.which, _mtime_ns(run_dir, probe.which))
     with st.spinner(f"Penultimate-layer features of {shown:,} samples…"):

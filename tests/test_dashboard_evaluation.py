@@ -86,7 +86,8 @@ def test_multiclass_run_renders_every_panel(runs_store):
     at = evaluation_page(run_id)
     assert not at.exception
     assert [t.label for t in at.tabs] == ["Report & summary", "Confusion matrices", "ROC & PR", "Per class",
-                                         "Clinical utility", "Confidence & calibration", "Hard samples"]
+                                         "Clinical utility", "Confidence & calibration", "Hard samples",
+                                         "Feature space", "Grad-CAM"]
     assert chart_keys(at) == COMMON_CHARTS | {"eval-roc", "eval-pr"}
     assert not at.info  # digits: every class in validation, training counts recorded
     report = at.dataframe[0].value
@@ -209,3 +210,16 @@ def test_app_navigates_to_the_evaluation_page(runs_store):
     at.switch_page("app_pages/evaluation.py").run()
     assert not at.exception
     assert at.title[0].value == "Evaluation" and at.selectbox(key="eval_run_picker").value == "nav"
+
+
+def test_hard_samples_show_their_images_and_grad_cam_explains_why_not_for_an_mlp(runs_store):
+    run_id = train(validate_config({"num_epochs": 1}), runs_store, say=lambda m: None)
+    at = evaluation_page(run_id)
+    assert not at.exception and not at.get("image")  # nothing loads the model until asked
+    show = [t for t in at.toggle if t.label == "Show the samples"][0]
+    show.set_value(True).run()
+    assert not at.exception
+    assert len(at.get("image")) >= 1  # digits thumbnails, from the reloaded data set
+    [t for t in at.toggle if t.label == "Explain predictions with Grad-CAM"][0].set_value(True).run()
+    assert not at.exception
+    assert any("Grad-CAM needs a convolutional model" in str(i.value) for i in at.info)

@@ -7,11 +7,13 @@ an epoch's predictions never change, so switching tabs, or back to an epoch seen
 before, costs no computation. A panel whose data is missing says why.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, eval_charts, eval_metrics
+from dashboard import data, eval_charts, eval_metrics, probe_panels
 from dashboard.display import is_live, md_escape, run_labels, wait_for_first_run
 from store import RunNotFound
 
@@ -19,8 +21,9 @@ CACHED_VIEWS = 64  # per cached function: a few runs x epochs x user inputs
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)  # the deferral curve, in steps of 0.01
 DEFAULT_HARD_SAMPLES = 10
 TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
-        "Confidence & calibration", "Hard samples"]
+        "Confidence & calibration", "Hard samples", "Feature space", "Grad-CAM"]
 
+THUMBNAILS_PER_ROW = 6
 cached = st.cache_data(show_spinner=False, max_entries=CACHED_VIEWS)
 
 
@@ -212,12 +215,25 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
 
 
 def show_thumbnails(run_id: str, samples: pd.DataFrame) -> None:
-    """Hook for image thumbnails of ``samples`` (validation ``index`` and ``sample`` id per row).
+    """The images (or texts) of ``samples`` (validation ``index`` and ``sample`` id per row).
 
-    Rendering them belongs to the probe being written in ``trainer/probe.py`` (with features
-    and Grad-CAM); until it lands the table's sample ids say where each image is.
+    They come from reloading the run's model and data (``trainer.probe``), which takes
+    seconds the first time, so only when asked for.
     """
-    st.caption("Thumbnails of these samples will appear here once the image probe (trainer/probe.py) is in.")
+    if not st.toggle("Show the samples", key=f"eval_show_{run_id}_{samples['index'].iloc[0]}",
+                     help="Loads the run's data set once (seconds), then shows each image or text."):
+        return
+    run_dir, indices = Path(data.runs_dir()) / run_id, samples["index"].tolist()
+    texts = probe_panels.snippets(run_dir, indices)
+    if any(text is not None for text in texts):
+        for sample, text in zip(samples["sample"], texts):
+            st.markdown(f"**{md_escape(sample)}**: {md_escape(text or '')}")
+        return
+    images = probe_panels.thumbnails(run_dir, indices)
+    columns = st.columns(THUMBNAILS_PER_ROW)
+    for position, (sample, image) in enumerate(zip(samples["sample"], images)):
+        if image is not None:
+            columns[position % THUMBNAILS_PER_ROW].image(image, caption=str(sample), width="stretch")
 
 
 # ------------------------------------------------------------------ panels
@@ -422,7 +438,7 @@ binary = predictions.task == "binary"
 st.caption(f"{len(predictions.labels):,} validation samples · {len(names)} classes · "
            f"{'binary, positive class ' + md_escape(names[1]) if binary else 'multiclass'}")
 
-report, confusion, curves, per_class, clinical, calibration, hard = st.tabs(TABS)
+report, confusion, curves, per_class, clinical, calibration, hard, feature_space, gradcam = st.tabs(TABS)
 with report:
     show_report(folder, run_id, epoch)
 with confusion:
@@ -440,3 +456,13 @@ with calibration:
     show_confidence(folder, run_id, epoch)
 with hard:
     show_hard_samples(folder, run_id, epoch)
+with feature_space:
+    probe_panels.feature_space_panel(Path(folder) / run_id, predictions)
+with gradcam:
+    if st.toggle("Explain predictions with Grad-CAM", key=f"eval_gradcam_{run_id}",
+                 help="Loads the run's best or last checkpoint and its data (seconds), then explains the "
+                      "samples you pick."):
+        probe_panels.gradcam_panel(Path(folder) / run_id, predictions)
+    else:
+        st.caption("Grad-CAM shows where a convolutional model looked for evidence of a class, on samples "
+                   "you pick (image models only).")
