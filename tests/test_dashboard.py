@@ -350,3 +350,29 @@ def test_compare_page_without_validation_says_when_the_views_appear(runs_store):
     at = compare_page()
     assert not at.exception
     assert "None of the chosen runs has validated yet" in texts(at.info)
+
+
+def test_compare_page_evaluates_two_runs_side_by_side(runs_store):
+    from trainer.config import validate_config
+    from trainer.loop import train
+
+    quiet = {"say": lambda message: None}
+    slow = train(validate_config({"num_epochs": 2, "learning_rate": 0.0003}), runs_store, name="slow", **quiet)
+    fast = train(validate_config({"num_epochs": 2, "learning_rate": 0.01}), runs_store, name="fast", **quiet)
+    at = compare_page()
+    assert not at.exception
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"side_confusion_left", "side_confusion_right", "side_scores_left", "side_scores_right"} <= keys
+    assert [at.selectbox(key=k).value for k in ("side_run_left", "side_run_right")] == [fast, slow]
+    left, right = (chart_spec(at, f"side_confusion_{side}") for side in ("left", "right"))
+    assert left["data"][0]["z"] != right["data"][0]["z"]  # two different runs' matrices
+    assert "(best validation accuracy)" in at.selectbox(key=f"side_epoch_left_{fast}").format_func(
+        at.selectbox(key=f"side_epoch_left_{fast}").value)
+
+
+def test_compare_page_side_by_side_waits_for_predictions(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="base", status="finished")
+    seed_run(runs_store, "mlp_20260101_000002", name="fast", status="finished", config={"learning_rate": 0.01})
+    at = compare_page()
+    assert not at.exception
+    assert "no stored validation predictions yet" in texts(at.info)

@@ -22,7 +22,7 @@ from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
 from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
 from trainer.review import decode_edit, review_edit
-from trainer.state import TrainingState, build_state, pick_device  # noqa: F401  (re-exported)
+from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2

@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import charts, data
 from dashboard.display import run_labels, wait_for_first_run
 from dashboard.downsample import METHOD_NOTES
+from dashboard.eval_side_by_side import side_by_side
 from dashboard.smoothing import Smoothing
 from dashboard.tables import config_diff_table, final_metrics_table
 
@@ -163,3 +164,4 @@ if not chosen:
 if len(chosen) == MAX_RUNS:
     st.caption(f"{MAX_RUNS} runs is the most one comparison shows; remove a run to add another.")
 live_comparison(chosen, labels)
+side_by_side(chosen, labels)

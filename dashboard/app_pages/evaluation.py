@@ -14,168 +14,26 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, eval_charts, eval_metrics, probe_panels
-from dashboard.display import is_live, md_escape, run_labels, wait_for_first_run
-from store import RunNotFound
+from dashboard.eval_views import (
+    best_epoch, binary_view, confidence_view, confusion_view, curves_view, detection, hard_samples,
+    kappa_and_deferral, per_class_view, report_view, scenarios, severity_error,
+)
+from dashboard.display import md_escape, wait_for_first_run
+from dashboard.run_picker import pick_run
 
-CACHED_VIEWS = 64  # per cached function: a few runs x epochs x user inputs
-THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)  # the deferral curve, in steps of 0.01
 DEFAULT_HARD_SAMPLES = 10
 TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
         "Confidence & calibration", "Hard samples", "Feature space", "Grad-CAM"]
-
 THUMBNAILS_PER_ROW = 6
-cached = st.cache_data(show_spinner=False, max_entries=CACHED_VIEWS)
 
 
 # ------------------------------------------------------------------ picking
-
-
-def default_run(runs: pd.DataFrame) -> str:
-    live = runs[runs["status"].map(is_live)]
-    return (live if not live.empty else runs)["id"].iloc[0]
-
-
-def _remember_pick() -> None:
-    # Keeps the URL in step with the picker, so a reload or a shared link shows the same run.
-    st.query_params["run"] = st.session_state["eval_run_picker"]
-
-
-def pick_run(runs: pd.DataFrame) -> str:
-    """The Run page's picker: ``?run=`` (id, unique prefix or ``latest``), else the newest live run."""
-    ids = runs["id"].tolist()
-    ref = st.query_params.get("run")
-    if ref:
-        try:
-            st.session_state["eval_run_picker"] = data.store().find_run(ref)
-        except RunNotFound as exc:
-            st.warning(f"{md_escape(exc)}. Showing another run instead.")
-    if st.session_state.get("eval_run_picker") not in ids:
-        st.session_state["eval_run_picker"] = default_run(runs)
-    labels = run_labels(runs)
-    run_id = st.selectbox("Run", ids, key="eval_run_picker", on_change=_remember_pick,
-                          format_func=lambda i: labels[i] if labels[i] == i else f"{labels[i]} · {i}")
-    st.query_params["run"] = run_id
-    return run_id
-
-
-def best_epoch(run_id: str, epochs: list[int]) -> int:
-    """Of ``epochs``, the one with the highest validation accuracy (the earliest on a tie); else the latest."""
-    metrics = data.metrics([run_id])
-    accuracy = metrics[(metrics["split"] == "val") & (metrics["name"] == "accuracy")
-                       & metrics["epoch"].isin(epochs)].sort_values("epoch")
-    if accuracy.empty:
-        return epochs[-1]
-    return int(accuracy.loc[accuracy["value"].idxmax(), "epoch"])
 
 
 def pick_epoch(run_id: str, epochs: list[int]) -> int:
     best = best_epoch(run_id, epochs)
     return st.selectbox("Epoch", epochs, index=epochs.index(best), key=f"eval_epoch_{run_id}",
                         format_func=lambda e: f"{e} (best validation accuracy)" if e == best else str(e))
-
-
-# ------------------------------------------------------------ cached views
-# Each takes the runs folder only to key its cache, as data.py does: two folders
-# (or two tests) never share entries. data.predictions reads that same folder.
-
-
-def _predictions(run_id: str, epoch: int):
-    return data.predictions(run_id, epoch)
-
-
-@cached
-def report_view(folder: str, run_id: str, epoch: int):
-    p = _predictions(run_id, epoch)
-    return (eval_metrics.classification_report_table(p.probs, p.labels, p.class_names),
-            eval_metrics.summary(p.probs, p.labels, p.task), eval_metrics.unscorable_note(p.labels, p.class_names))
-
-
-@cached
-def confusion_view(folder: str, run_id: str, epoch: int):
-    p = _predictions(run_id, epoch)
-    matrix = eval_metrics.confusion(p.probs, p.labels)
-    return (eval_charts.confusion_heatmap(matrix, p.class_names, normalised=False),
-            eval_charts.confusion_heatmap(eval_metrics.row_normalised(matrix), p.class_names, normalised=True))
-
-
-@cached
-def curves_view(folder: str, run_id: str, epoch: int):
-    """ROC and PR figures of a multiclass run, or None when no class has a curve."""
-    p = _predictions(run_id, epoch)
-    roc = eval_metrics.roc_curves(p.probs, p.labels, p.class_names)
-    if not roc:
-        return None
-    return eval_charts.roc_figure(roc), eval_charts.pr_figure(eval_metrics.pr_curves(p.probs, p.labels, p.class_names))
-
-
-@cached
-def binary_view(folder: str, run_id: str, epoch: int, threshold: float):
-    """The outcome at ``threshold``, its heatmap, and the ROC and PR with that operating point (None if no curve)."""
-    p = _predictions(run_id, epoch)
-    outcome = eval_metrics.binary_at_threshold(p.probs, p.labels, threshold)
-    heatmap = eval_charts.binary_outcome_heatmap(outcome, p.class_names, threshold)
-    roc, pr = (eval_metrics.positive_roc(p.probs, p.labels, p.class_names),
-               eval_metrics.positive_pr(p.probs, p.labels, p.class_names))
-    if roc is None:
-        return outcome, heatmap, None
-    label, positive = f"threshold {threshold:.2f}", p.class_names[1]
-    return outcome, heatmap, (
-        eval_charts.roc_figure([roc], (outcome.false_positive_rate, outcome.recall, label),
-                               title=f"ROC curve of {positive}"),
-        eval_charts.pr_figure([pr], (outcome.recall, outcome.precision, label),
-                              title=f"Precision-recall curve of {positive}"))
-
-
-@cached
-def per_class_view(folder: str, run_id: str, epoch: int):
-    p = _predictions(run_id, epoch)
-    scores = eval_metrics.per_class_scores(p.probs, p.labels, p.class_names)
-    counts = eval_metrics.class_counts(p.labels, p.class_names, p.train_counts)
-    rates = eval_metrics.one_vs_rest_rates(eval_metrics.confusion(p.probs, p.labels), p.class_names)
-    figures = (eval_charts.per_class_scores_figure(scores), eval_charts.class_counts_figure(counts),
-               eval_charts.rates_figure(rates), eval_charts.rates_radar(rates))
-    return scores, counts, rates, figures
-
-
-@cached
-def kappa_and_deferral(folder: str, run_id: str, epoch: int):
-    p = _predictions(run_id, epoch)
-    return (eval_metrics.quadratic_kappa(p.probs, p.labels),
-            eval_metrics.threshold_scenarios(p.probs, p.labels, THRESHOLD_GRID))
-
-
-@cached
-def severity_error(folder: str, run_id: str, epoch: int, severity: np.ndarray) -> float:
-    p = _predictions(run_id, epoch)
-    return eval_metrics.severity_weighted_error(eval_metrics.confusion(p.probs, p.labels), severity)
-
-
-@cached
-def detection(folder: str, run_id: str, epoch: int, class_index: int) -> eval_metrics.Detection:
-    p = _predictions(run_id, epoch)
-    return eval_metrics.class_detection(p.probs, p.labels, class_index)
-
-
-@cached
-def scenarios(folder: str, run_id: str, epoch: int, thresholds: tuple[float, ...]) -> pd.DataFrame:
-    p = _predictions(run_id, epoch)
-    return eval_metrics.threshold_scenarios(p.probs, p.labels, thresholds)
-
-
-@cached
-def confidence_view(folder: str, run_id: str, epoch: int):
-    p = _predictions(run_id, epoch)
-    bins = eval_metrics.confidence_bins(p.probs, p.labels)
-    ece = eval_metrics.expected_calibration_error(bins)
-    return bins, ece, (eval_charts.bin_accuracy_figure(bins), eval_charts.bin_count_figure(bins),
-                       eval_charts.reliability_figure(bins, ece))
-
-
-@cached
-def hard_samples(folder: str, run_id: str, epoch: int, k: int):
-    p = _predictions(run_id, epoch)
-    args = (p.probs, p.labels, p.sample_ids, p.class_names, k)
-    return eval_metrics.low_confidence_correct(*args), eval_metrics.high_confidence_wrong(*args)
 
 
 # ------------------------------------------------------------ display helpers
@@ -420,7 +278,7 @@ if runs.empty:
     wait_for_first_run()
     st.stop()
 
-run_id = pick_run(runs)
+run_id = pick_run(runs, key="eval_run_picker")
 epochs = data.prediction_epochs(run_id)
 if not epochs:
     st.info("No validation predictions stored for this run yet. The trainer stores them after each epoch's "

@@ -9,45 +9,16 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.display import (
-    is_live, local_time, md_escape, progress_text, run_labels, status_label, user_timezone, wait_for_first_run,
+    is_live, local_time, md_escape, progress_text, status_label, user_timezone, wait_for_first_run,
 )
+from dashboard.run_picker import pick_run
 from dashboard.steering_widgets import control_buttons, show_pending, steering_form
 from dashboard.tables import config_table, events_table, in_force_table, versions_table
-from store import RunNotFound
 from trainer.live_config import pending_edit
 
 STATUS_COLORS = {"running": "green", "paused": "orange", "finished": "blue", "failed": "red",
                  "stopped": "gray", "crashed": "red"}
 EVENTS_SHOWN = 200
-
-
-def default_run(runs: pd.DataFrame) -> str:
-    live = runs[runs["status"].map(is_live)]
-    return (live if not live.empty else runs)["id"].iloc[0]
-
-
-def _remember_pick() -> None:
-    # Keeps the URL in step with the picker, so a reload or a shared link shows the same run.
-    st.query_params["run"] = st.session_state["run_picker"]
-
-
-def pick_run(runs: pd.DataFrame) -> str:
-    ids = runs["id"].tolist()
-    ref = st.query_params.get("run")
-    if ref:
-        try:
-            st.session_state["run_picker"] = data.store().find_run(ref)
-        except RunNotFound as exc:
-            st.warning(f"{md_escape(exc)}. Showing another run instead.")
-    if st.session_state.get("run_picker") not in ids:
-        st.session_state["run_picker"] = default_run(runs)
-    labels = run_labels(runs)
-    # No status in the labels: the picker is not live, and a stale "running" next
-    # to a live "paused" badge would contradict it.
-    run_id = st.selectbox("Run", ids, key="run_picker", on_change=_remember_pick,
-                          format_func=lambda i: labels[i] if labels[i] == i else f"{labels[i]} · {i}")
-    st.query_params["run"] = run_id
-    return run_id
 
 
 # ----------------------------------------------------------------- sections
@@ -154,7 +125,7 @@ if runs.empty:
     wait_for_first_run()
     st.stop()
 
-run_id = pick_run(runs)
+run_id = pick_run(runs, key="run_picker")
 live_overview(run_id)
 
 form_column, config_column = st.columns(2, gap="large")
