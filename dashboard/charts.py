@@ -308,6 +308,9 @@ def _log_ticks(values: np.ndarray) -> list[float]:
     return [10.0**k for k in range(math.floor(math.log10(distinct[0])), math.ceil(math.log10(distinct[-1])) + 1)]
 
 
+PARCOORDS_TICK_CHARS = 12
+
+
 def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
     values, tickvals, ticktext = _encoded(column)
     if tickvals is None and _spans_decades(values):
@@ -317,7 +320,10 @@ def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
                     ticktext=[f"{t:g}" for t in ticks])
     dimension = dict(label=key, values=values)
     if tickvals is not None:
-        dimension.update(tickvals=tickvals, ticktext=ticktext, range=[tickvals[0], tickvals[-1]])
+        # Axes sit ~70 px apart: long choice names (paths, model names) would run into the next axis.
+        short = [text if len(text) <= PARCOORDS_TICK_CHARS else text[:PARCOORDS_TICK_CHARS - 1] + "…"
+                 for text in ticktext]
+        dimension.update(tickvals=tickvals, ticktext=short, range=[tickvals[0], tickvals[-1]])
     return dimension
 
 
@@ -332,8 +338,10 @@ def parallel_figure(table: pd.DataFrame, best: pd.Series, target: tuple[str, str
         # Better runs get the bright end whether the metric rises or falls. No colour bar:
         # the last axis is the metric's scale already.
         line=dict(color=scores, colorscale="Viridis", reversescale=lower_is_better(target[1])),
+        # Slanted axis names: a dozen long key names side by side would overlap level.
+        labelangle=-20, labelside="top",
     ))
-    fig.update_layout(title=f"Hyperparameters and {title}", margin=dict(l=60, r=60, t=90, b=30),
+    fig.update_layout(title=f"Hyperparameters and {title}", margin=dict(l=110, r=60, t=150, b=30),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
