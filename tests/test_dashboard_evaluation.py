@@ -223,3 +223,17 @@ def test_hard_samples_show_their_images_and_grad_cam_explains_why_not_for_an_mlp
     [t for t in at.toggle if t.label == "Explain predictions with Grad-CAM"][0].set_value(True).run()
     assert not at.exception
     assert any("Grad-CAM needs a convolutional model" in str(i.value) for i in at.info)
+
+
+def test_a_live_run_gets_its_new_epochs_on_the_next_draw(runs_store):
+    # The two-second notice itself is a fragment rerun, which AppTest does not tick;
+    # a full rerun (any interaction, or the notice's button) lists the new epoch.
+    run_id = train(validate_config({"num_epochs": 1}), runs_store, say=lambda m: None)
+    runs_store.update_run(run_id, status="running")  # as if still training
+    at = evaluation_page(run_id)
+    assert not at.exception and not at.button  # nothing newer than what is shown
+    runs_store.record_predictions(run_id, 2, runs_store.predictions(run_id, 1).probs)  # epoch 2 validated
+    st.cache_data.clear()  # the list of epochs is cached for the 2 s refresh interval
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key=f"eval_epoch_{run_id}").options == ["1 (best validation accuracy)", "2"]

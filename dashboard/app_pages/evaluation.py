@@ -18,7 +18,7 @@ from dashboard.eval_views import (
     best_epoch, binary_view, confidence_view, confusion_view, curves_view, detection, hard_samples,
     kappa_and_deferral, per_class_view, report_view, scenarios, severity_error,
 )
-from dashboard.display import md_escape, wait_for_first_run
+from dashboard.display import is_live, md_escape, wait_for_first_run
 from dashboard.run_picker import pick_run
 
 DEFAULT_HARD_SAMPLES = 10
@@ -28,6 +28,19 @@ THUMBNAILS_PER_ROW = 6
 
 
 # ------------------------------------------------------------------ picking
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def newer_epochs_notice(run_id: str, shown: list[int]) -> None:
+    """While the run trains, offer the epochs validated since the page was drawn.
+
+    Only this line polls: redrawing every panel every two seconds would move the
+    figures under the user's cursor.
+    """
+    new = [epoch for epoch in data.prediction_epochs(run_id) if epoch not in shown]
+    if new and st.button(f"{len(new)} more epoch(s) validated since this page was drawn, the latest "
+                         f"{new[-1]}: show them", icon=":material/refresh:", key=f"eval_newer_{run_id}"):
+        st.rerun(scope="app")
 
 
 def pick_epoch(run_id: str, epochs: list[int]) -> int:
@@ -280,6 +293,8 @@ if runs.empty:
 
 run_id = pick_run(runs, key="eval_run_picker")
 epochs = data.prediction_epochs(run_id)
+if is_live(data.run_record(run_id)["status"]):
+    newer_epochs_notice(run_id, epochs)
 if not epochs:
     st.info("No validation predictions stored for this run yet. The trainer stores them after each epoch's "
             "validation, so the panels appear once its first epoch ends (runs from before Tiller stored "
