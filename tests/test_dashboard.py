@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from store import Store
@@ -17,15 +16,6 @@ from trainer.live_config import CONFIG_FILENAME, render_live_file, request_chang
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 PAGES = DASHBOARD / "app_pages"
 TIMEOUT_S = 15  # the first run imports plotly and pandas
-
-
-@pytest.fixture
-def runs_store(tmp_path, monkeypatch) -> Store:
-    monkeypatch.setenv("TILLER_RUNS_DIR", str(tmp_path))
-    # Caches are keyed by runs folder already; clearing also drops connections to old tmp folders.
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    return Store(tmp_path)
 
 
 def seed_run(

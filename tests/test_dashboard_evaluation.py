@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
@@ -19,15 +18,6 @@ PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "eva
 TIMEOUT_S = 30  # the first run imports plotly, pandas and scikit-learn
 COMMON_CHARTS = {"eval-confusion-raw", "eval-confusion-normalised", "eval-per-class-scores", "eval-class-counts",
                  "eval-rates", "eval-radar", "eval-deferral", "eval-bin-accuracy", "eval-bin-count", "eval-reliability"}
-
-
-@pytest.fixture
-def runs_store(tmp_path, monkeypatch) -> Store:
-    monkeypatch.setenv("TILLER_RUNS_DIR", str(tmp_path))
-    # Caches are keyed by runs folder already; clearing also drops connections to old tmp folders.
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    return Store(tmp_path)
 
 
 def seed_predictions(store: Store, run_id: str, *, class_names: list[str], labels, probs_per_epoch: dict,

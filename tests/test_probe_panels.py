@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.test_probe import train_run, train_shapes_run
+from tests.test_probe import cnn_run, mlp_run  # noqa: F401  (fixtures: the probe tests' trained runs)
 
 TIMEOUT_S = 120  # t-SNE and the first import of torch and timm, on a busy CPU
 
@@ -49,16 +49,6 @@ def infos(at: AppTest) -> str:
 def fresh_caches():
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-@pytest.fixture(scope="module")
-def mlp_run(tmp_path_factory) -> Path:
-    return train_run(tmp_path_factory.mktemp("mlp") / "runs", {"model_name": "mlp"})
-
-
-@pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory) -> Path:
-    return train_shapes_run(tmp_path_factory.mktemp("cnn"))
 
 
 def test_feature_space_panel_draws_pca_tsne_and_purity(mlp_run):

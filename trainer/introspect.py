@@ -23,7 +23,7 @@ GROUP_KEYS = ("lr", "weight_decay", "betas", "momentum", "nesterov")
 def dropout_rates(model: nn.Module) -> list[float]:
     """The rates of the layers ``dropout_rate`` controls, read off the layers themselves."""
     rates = set()
-    for name in getattr(model, "dropout_sites", []):
+    for name in model.dropout_sites:
         module = model.get_submodule(name)
         rates.add(module.p if isinstance(module, nn.Dropout) else module.drop_rate)
     return sorted(rates)

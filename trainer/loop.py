@@ -66,14 +66,14 @@ def announce_start(run: Run, state: TrainingState) -> None:
     run.event("info", f"Started {state.config.model_name} on {data.source}: {len(data.train)} training and "
               f"{len(data.val)} validation samples, {data.num_classes} classes, on {state.device}. "
               f"{state.freeze.describe()}; {state.precision.describe()}.")
-    for note in getattr(state.model, "build_notes", []) + state.imbalance.notes:
+    for note in state.model.build_notes + state.imbalance.notes:
         run.event("info", note)
     if data.skipped:
         shown = "; ".join(data.skipped[:10]) + (f"; and {len(data.skipped) - 10} more" if len(data.skipped) > 10 else "")
         run.event("warning", f"{len(data.skipped)} item(s) of the data set could not be read as they are "
                   f"(each says whether it was skipped or kept): {shown}.")
     run.val_samples(labels=data.val_labels.numpy(), sample_ids=data.val_ids, class_names=data.class_names,
-                    task="binary" if getattr(state.model, "binary", False) else "multiclass",
+                    task="binary" if state.model.binary else "multiclass",
                     train_counts=class_counts(data.train_labels, data.num_classes))
 
 
