@@ -105,7 +105,37 @@ def _add_train_class_counts(db: sqlite_utils.Database) -> None:
     db["val_samples"].add_column("train_counts", str)  # JSON list, one count per class
 
 
-MIGRATIONS = [_create_core_tables, _create_prediction_tables, _add_train_class_counts]
+def _create_advice_tables(db: sqlite_utils.Database) -> None:
+    # Which request a config version answered (an advice's suggestions, a revert).
+    db["config_versions"].add_column("change_id", str)
+    # What an advisor (Claude or the offline rules) said about a run, kept whether
+    # or not anything was applied, so every suggestion can be traced.
+    db["advice"].create(
+        {
+            "id": str,  # adv_<YYYYmmdd_HHMMSS>_<hex>
+            "run_id": str,
+            "epoch": int,  # epochs done when it was asked
+            "time": float,
+            "advisor": str,  # the model name, or "offline rules"
+            "asked_by": str,  # user / cli / autopilot
+            "question": str,
+            "analysis": str,  # Markdown
+            "suggestions": str,  # JSON list: number, parameter, current/suggested value, reason, problem
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["advice"].create_index(["run_id", "time"], index_name="advice_by_run")
+    # One Markdown report per applied config change, as seed 003 wrote them.
+    db["reports"].create(
+        {"id": str, "run_id": str, "version": int, "epoch": int, "time": float, "markdown": str, "path": str},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["reports"].create_index(["run_id", "version"], index_name="reports_by_run")
+
+
+MIGRATIONS = [_create_core_tables, _create_prediction_tables, _add_train_class_counts, _create_advice_tables]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -74,8 +74,10 @@ class Run:
     def event(self, level: str, message: str, epoch: int | None = None) -> None:
         self.store.add_event(self.id, level, message, epoch)
 
-    def config_version(self, config: Mapping[str, Any], *, source: str, reason: str = "", epoch: int) -> int:
-        return self.store.add_config_version(self.id, config, source=source, reason=reason, epoch=epoch)
+    def config_version(self, config: Mapping[str, Any], *, source: str, reason: str = "", epoch: int,
+                       change_id: str = "") -> int:
+        return self.store.add_config_version(self.id, config, source=source, reason=reason, epoch=epoch,
+                                             change_id=change_id)
 
     def val_samples(self, *, labels, sample_ids: list[str], class_names: list[str], task: str = "multiclass",
                     train_counts: list[int] | None = None) -> None:

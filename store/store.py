@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from store.advice import AdviceQueries
 from store.configdiff import diff_configs
 from store.db import connect
 from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
@@ -37,7 +38,7 @@ def split_metric_key(key: str) -> tuple[str, str]:
     return split, name
 
 
-class Store:
+class Store(AdviceQueries):
     """A connection to one runs folder's database.
 
     Both the trainer (writer of its own run's rows) and the dashboard (reader)
@@ -130,8 +131,13 @@ class Store:
         source: str,
         reason: str = "",
         epoch: int,
+        change_id: str = "",
     ) -> int:
-        """Record ``config`` as the run's next version; returns the version number."""
+        """Record ``config`` as the run's next version; returns the version number.
+
+        ``change_id`` names the request it answers (``adv_…#1,3`` for advice
+        suggestions 1 and 3), so the audit trail links back to it.
+        """
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
         with self._lock, self.db.conn:
@@ -148,6 +154,7 @@ class Store:
                     "source": source,
                     "reason": reason,
                     "time": time.time(),
+                    "change_id": change_id,
                 }
             )
         return version

@@ -165,6 +165,22 @@ class TrainConfig(BaseModel):
     min_lr: float = Field(1e-6, ge=0.0, le=10.0, json_schema_extra=hot(STEP),
                           description="the lr floor when min_lr_enabled (seed 003: 1e-6)")
 
+    # --- hot: the autopilot, which asks the advisor and applies what passes its limits
+    autopilot: bool = Field(False, json_schema_extra=hot(),
+                            description="every autopilot_every epochs, ask the advisor and apply its valid "
+                                        "suggestions within the limits below; each step is audited")
+    autopilot_every: int = Field(5, ge=1, le=100_000, json_schema_extra=hot(),
+                                 description="epochs between two autopilot steps")
+    autopilot_max_changes: int = Field(10, ge=0, le=10_000, json_schema_extra=hot(),
+                                       description="the most key changes the autopilot makes in the whole run")
+    autopilot_max_lr_factor: float = Field(10.0, ge=1.0, le=1000.0, json_schema_extra=hot(),
+                                           description="an autopilot step changes learning_rate and min_lr by "
+                                                       "at most this factor, up or down")
+    autopilot_advisor: Literal["auto", "rules"] = Field(
+        "auto", json_schema_extra=hot(),
+        description="auto: Claude when ANTHROPIC_API_KEY is set in the trainer's environment, else the "
+                    "offline rules; rules: always the offline rules")
+
 
     # --- seed 003's bookkeeping keys: accepted so its config files load as they are
     model_save_dir: str = Field("", json_schema_extra=COMPAT,
@@ -217,6 +233,11 @@ def field_info(key: str) -> dict[str, Any]:
 
 def hot_keys() -> list[str]:
     return [k for k in TrainConfig.model_fields if field_info(k).get("hot")]
+
+
+def autopilot_keys() -> list[str]:
+    """The autopilot's own settings: the user's limits, which no advisor may change."""
+    return [k for k in TrainConfig.model_fields if k.startswith("autopilot")]
 
 
 def frozen_keys() -> list[str]:

@@ -1,0 +1,65 @@
+"""Checking an advisor's suggestions with the trainer's own schema.
+
+Each suggestion is tried alone against the run's current config: an unknown
+key, a fixed key, the autopilot's own limits, a wrong type or a value out of
+bounds is refused with the reason, in the words the trainer would use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from trainer.advisor.types import CheckedSuggestion, Suggestion
+from trainer.config import ConfigError, TrainConfig, autopilot_keys, hot_keys, validate_config
+from trainer.live_config import LiveFile
+from trainer.review import review_edit
+
+
+def check_suggestions(
+    suggestions: Iterable[Suggestion], config: Mapping[str, Any], epochs_done: int
+) -> list[CheckedSuggestion]:
+    checked, seen = [], set()
+    for number, suggestion in enumerate(suggestions, start=1):
+        problem = _problem(suggestion, config, epochs_done, seen)
+        seen.add(suggestion.parameter)
+        notes = []
+        actual = config.get(suggestion.parameter)
+        if suggestion.parameter in config and suggestion.current_value != actual:
+            notes.append(f"the advisor gave the current value as {suggestion.current_value!r}; it is {actual!r}")
+        checked.append(CheckedSuggestion(
+            number=number, parameter=suggestion.parameter, current_value=actual,
+            suggested_value=suggestion.suggested_value, reason=suggestion.reason, problem=problem, notes=notes,
+        ))
+    return checked
+
+
+def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int, seen: set[str]) -> str:
+    key, value = suggestion.parameter, suggestion.suggested_value
+    if key not in TrainConfig.model_fields:
+        try:
+            validate_config({**config, key: value})
+        except ConfigError as exc:  # "unknown key; did you mean ...?"
+            return exc.problems[0]
+        return f"{key}: unknown key"
+    if key in autopilot_keys():
+        return f"{key}: the autopilot's limits are yours to set; an advisor may not change them"
+    if key not in hot_keys():
+        return f"{key}: fixed for the life of the run; start a new run to change it"
+    if key in seen:
+        return f"{key}: suggested twice; only the first suggestion for it counts"
+    if value == config.get(key) and type(value) is type(config.get(key)):
+        return f"{key}: already {value!r}"
+    try:
+        review_edit(LiveFile(values={key: value}), validate_config(config), epochs_done)
+    except ConfigError as exc:
+        return "; ".join(exc.problems)
+    return ""
+
+
+def combined_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
+    """Why ``updates`` together would be refused (a pair of keys can clash though each is fine)."""
+    try:
+        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done)
+    except ConfigError as exc:
+        return exc.problems
+    return []
