@@ -122,8 +122,16 @@ CASES: dict[str, Case] = {
                              lambda s: s["plateau"]["scale"] < 1.0),  # lr 0.5 makes val loss jump about
     "plateau_factor": Case({"plateau_factor": 0.25, "learning_rate": 0.6},
                            lambda s: s["plateau"]["scale"] < 1.0 and math.log(s["plateau"]["scale"], 0.25) % 1 == 0),
+    # The autopilot, with a budget of 0 so it never changes what the other cases check.
+    "autopilot_max_changes": Case({"lr_scheduler": "none", "learning_rate": 0.001, "autopilot_max_changes": 0},
+                                  lambda s: s["autopilot"]["max_changes"] == 0),
+    "autopilot": Case({"autopilot": True, "autopilot_every": 1},
+                      lambda s: s["autopilot"]["enabled"] and "budget of 0 changes is used up" in s["autopilot"]["last"]),
+    "autopilot_every": Case({"autopilot_every": 3}, lambda s: s["autopilot"]["every"] == 3),
+    "autopilot_max_lr_factor": Case({"autopilot_max_lr_factor": 2.0}, lambda s: s["autopilot"]["max_lr_factor"] == 2.0),
+    "autopilot_advisor": Case({"autopilot_advisor": "rules"}, lambda s: s["autopilot"]["advisor"] == "rules"),
     # The run's last edit: it ends the run early, so these two come last.
-    "early_stopping": Case({"lr_scheduler": "none", "learning_rate": 5.0, "early_stopping": True,
+    "early_stopping": Case({"autopilot": False, "lr_scheduler": "none", "learning_rate": 5.0, "early_stopping": True,
                             "early_stopping_patience": 2}, lambda s: True),
     "early_stopping_patience": Case({}, lambda s: True),
 }

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import torch
 
+from trainer.config import autopilot_keys
 from trainer.freeze import apply_freeze
 from trainer.models import set_dropout
 from trainer.precision import Precision
@@ -111,6 +112,14 @@ def _set_freeze(state, value) -> str:
     return state.freeze.describe() + "; the optimizer already holds every parameter"
 
 
+def _autopilot_setting(state, value) -> str:
+    config = state.config
+    if not config.autopilot:
+        return "autopilot off"
+    return (f"autopilot on ({config.autopilot_advisor} advisor): a step every {config.autopilot_every} epochs, at "
+            f"most {config.autopilot_max_changes} changes in the run, lr x/÷{config.autopilot_max_lr_factor:g} per step")
+
+
 APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "learning_rate": _set_learning_rate,
     "weight_decay": _param_group_setter("weight_decay"),
@@ -135,6 +144,7 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     "freeze_backbone": _set_freeze,
     "fine_tune_at": _set_freeze,
     "early_stopping_patience": _early_stopping_setting,
+    **{key: _autopilot_setting for key in autopilot_keys()},  # read by the loop's autopilot after each epoch
 }
 
 

@@ -203,6 +203,20 @@ def cmd_control(args) -> None:
     print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
 
 
+def cmd_suggest(args) -> None:
+    from trainer import cli_advisor
+
+    store = open_store(args)
+    cli_advisor.cmd_suggest(args, store, resolve_run(store, args.run), fail)
+
+
+def cmd_revert(args) -> None:
+    from trainer import cli_advisor
+
+    store = open_store(args)
+    cli_advisor.cmd_revert(args, store, resolve_run(store, args.run), fail)
+
+
 def cmd_make_sample_data(args) -> None:
     from trainer.sample_data import write_sample_data
 
@@ -260,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
                        ("stop", "stop a run at its next step")):
         p = add(verb, cmd_control, text)
         p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p = add("suggest", cmd_suggest, "ask the advisor (Claude, or offline rules without a key) about a run")
+    p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p.add_argument("--question", "-q", help="what you want to know, e.g. 'why is val loss rising?'")
+    p.add_argument("--apply", action="store_true", help="send every valid suggestion to the run (source llm)")
+    p.add_argument("--offline", action="store_true", help="use the offline rules even when ANTHROPIC_API_KEY is set")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("revert", cmd_revert, "take a running run back to the config before a version")
+    p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p.add_argument("version", type=int, help="the config version to undo (see tiller show)")
     add("keys", cmd_keys, "list config keys: defaults, bounds, which may change mid-run")
     p = add("make-sample-data", cmd_make_sample_data,
             "write small offline data sets (CT-like images, defects, reviews, MNIST) to try the recipes on")

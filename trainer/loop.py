@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from store import Run, Store
+from trainer.advisor.autopilot import Autopilot
+from trainer.advisor.report import write_change_report
 from trainer.appliers import apply_change
 from trainer.checkpoint import save_checkpoint
 from trainer.config import ConfigError, TrainConfig
@@ -26,6 +28,11 @@ from trainer.state import TrainingState, build_state  # noqa: F401  (build_state
 from trainer.watcher import ConfigWatcher
 
 PAUSE_POLL_S = 0.2
+# How long an epoch boundary waits for an autopilot step still asking its
+# advisor: the offline rules answer well within it, so their changes land at
+# the very next epoch; a slow Claude reply lands at a later boundary instead
+# of holding up training.
+AUTOPILOT_SETTLE_S = 2.0
 
 
 class StopRequested(Exception):
@@ -82,10 +89,12 @@ class EpochLoop:
         self.state, self.run, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
         self.observations = EpochObservations()
         self.last_probs = None
+        self.autopilot = Autopilot(run.store.runs_dir, run.id, run.event)
 
     def run_to_end(self) -> None:
         epoch = 1
         while True:
+            self.autopilot.settle(AUTOPILOT_SETTLE_S)
             self.take_pending_edit(epoch)
             if epoch > self.state.config.num_epochs:
                 break
@@ -105,13 +114,15 @@ class EpochLoop:
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
             self.run.log(epoch, metrics)
             self.run.predictions(epoch, self.last_probs.numpy())
-            write_state(self.run.dir, effective_settings(self.state, epoch, self.observations))
+            self.autopilot.after_epoch(epoch, self.state.config)
+            self.write_state(epoch)
             self.save_checkpoints(epoch, metrics)
             self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
             epoch += 1
             if self.state.early_stop.should_stop(epoch - 1, self.state.config):
                 self.stop_early(epoch - 1)
                 break
+        self.autopilot.settle(AUTOPILOT_SETTLE_S)
         best = self.state.best_val_accuracy
         self.run.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
 
@@ -141,15 +152,29 @@ class EpochLoop:
         if change is None:
             return
         done = apply_change(self.state, change)
-        version = self.run.config_version(
-            change.config.model_dump(), source=change.note.source, reason=change.note.reason, epoch=epoch
-        )
+        version = self.run.config_version(change.config.model_dump(), source=change.note.source,
+                                          reason=change.note.reason, epoch=epoch, change_id=change.note.id)
         self.restore_file(raw)
+        self.write_report(version, epoch)
         summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
         why = f" ({change.note.reason})" if change.note.reason else ""
         self.run.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
                         f"{summary}{why}. " + "; ".join(done), epoch)
         self.say(f"config v{version} ({change.note.source}): {summary}")
+
+    def write_report(self, version: int, epoch: int) -> None:
+        try:
+            path = write_change_report(self.run.store, self.run.id, version, self.run.dir)
+        except Exception as exc:  # a report is a record of the change, never a reason to stop training
+            self.run.event("warning", f"Could not write the report of config v{version}: "
+                                      f"{type(exc).__name__}: {exc}", epoch)
+            return
+        self.say(f"report: {path}")
+
+    def write_state(self, epoch: int) -> None:
+        settings = effective_settings(self.state, epoch, self.observations)
+        settings["autopilot"] = self.autopilot.describe(self.state.config)
+        write_state(self.run.dir, settings)
 
     def restore_file(self, expected: bytes | None) -> None:
         """Rewrite the file as the config in force, unless someone edited it meanwhile."""

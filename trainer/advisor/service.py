@@ -168,8 +168,9 @@ def apply_advice(store: Store, record: AdviceRecord, numbers: Iterable[int] | No
     problems = combined_problems(config, updates, epochs_logged(store, record.run_id))
     if problems:
         raise AdvisorError("the run would refuse these changes: " + "; ".join(problems))
-    reason = f"{record.advisor} suggestion{'s' if len(chosen) > 1 else ''} " \
-             f"{', '.join('#' + str(s.number) for s in chosen)} ({record.id})"
+    reason = ("autopilot: " if record.asked_by == "autopilot" else "") + \
+        f"{record.advisor} suggestion{'s' if len(chosen) > 1 else ''} " \
+        f"{', '.join('#' + str(s.number) for s in chosen)} ({record.id})"
     request_change(live_config_path(store, record.run_id), updates, source="llm", reason=reason,
                    change_id=record.change_id(chosen_numbers), fallback=config)
     return updates
