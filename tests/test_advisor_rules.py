@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import json
 import math
@@ -131,9 +133,12 @@ def diverging(**updates):
     ), **updates)
 
 
-def weak_class(config=None, **updates):
+def weak_class(config=None, rare: bool = True, **updates):
+    """The first class (划痕) is recalled far worse than the rest; ``rare``: it also has fewer training samples."""
     ctx = healthy()
     classes = balanced_classes(NAMES_5, [0.2, 0.9, 0.85, 0.95, 0.88])
+    if rare:
+        classes = dataclasses.replace(classes, train_counts=[60, 200, 200, 200, 200])
     return make_ctx(ctx.history, config=config or seed003_config(gradient_accumulation_enabled=False),
                     classes=classes, **updates)
 
@@ -341,13 +346,20 @@ def test_weak_class_turns_on_class_weights():
     advice = advise(weak_class())
     assert by_key(advice) == {"use_class_weights": True}
     reason = advice.suggestions[0].reason
-    assert "划痕 has recall 0.20 vs a median of 0.89" in reason and "20 validation and 200 training samples" in reason
+    assert "划痕 has recall 0.20 vs a median of 0.89" in reason and "20 validation and 60 training samples" in reason
     assert "most often taken for 污点, 16 times" in advice.analysis
 
 
 def test_weak_class_with_balanced_weights_on_oversamples():
     advice = advise(weak_class(config=seed003_config(use_class_weights=True, gradient_accumulation_enabled=False)))
     assert by_key(advice) == {"weight_strategy": "oversample"}
+
+
+def test_a_weak_class_that_is_not_rare_gets_no_weights_only_a_finding():
+    # Balanced weights would be about 1.0 for every class: suggesting them would change nothing.
+    advice = advise(weak_class(rare=False))
+    assert by_key(advice) == {}
+    assert "not rarer than the others in training" in advice.analysis and "划痕" in advice.analysis
 
 
 def test_weak_class_with_empty_manual_weights_switches_to_balanced():

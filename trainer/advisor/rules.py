@@ -105,6 +105,9 @@ RECALL_GAP = 0.3
 MIN_CLASS_VAL_SAMPLES = 5
 # The first epoch's recall mostly shows which classes the model happened to learn first.
 MIN_RECALL_EPOCHS = 2
+# Balanced weights and oversampling only act on classes rarer than the rest: a weak class with
+# at least 0.8 x the median training count of the others would weigh about 1.0 anyway.
+RARE_CLASS_SHARE = 0.8
 # Manual class weights of weak classes are doubled (within the schema's 1000).
 CLASS_WEIGHT_FACTOR = 2.0
 MAX_CLASS_WEIGHT = 1000.0
@@ -362,6 +365,10 @@ def class_recall(ctx: RunContext) -> Finding | None:
     weights = dict(_cfg(ctx, "class_weights") or {})
     manual_set = any(w != 1.0 for w in weights.values())
     suggestions = []
+    if strategy != "manual" and not any(_is_rare(stats, i) for i, _, _ in weak):
+        return Finding("class_recall", f"**Weak class**: {base}. It is not rarer than the others in training, "
+                                       "so balanced weights or oversampling would change little; more epochs, "
+                                       "more capacity or more distinct samples of it help more.", ())
     if not use:
         suggestions.append(_suggest(ctx, "use_class_weights", True,
                                     f"{base}: class weighting makes the neglected class count as much as the "
@@ -388,6 +395,15 @@ def class_recall(ctx: RunContext) -> Finding | None:
         text += (" Class weighting is already as strong as the rules make it; more or cleaner samples of this "
                  "class are the next lever.")
     return Finding("class_recall", text, tuple(suggestions))
+
+
+def _is_rare(stats, i: int) -> bool:
+    """Fewer training samples than RARE_CLASS_SHARE of the others' median (unknown counts: assume so)."""
+    counts = stats.train_counts
+    if counts is None or i >= len(counts):
+        return True
+    others = [c for j, c in enumerate(counts) if j != i]
+    return bool(others) and counts[i] < RARE_CLASS_SHARE * median(others)
 
 
 def _describe_weak_class(ctx: RunContext, i: int, recall: float, others: float) -> str:
