@@ -35,6 +35,8 @@ def _store(folder: str) -> Store:
 
 
 def store() -> Store:
+    """The runs folder's store, for fresh reads and for the few writes the dashboard makes
+    (advice it asks for); the trainer writes everything else."""
     return _store(runs_dir())
 
 
@@ -73,6 +75,27 @@ def _events(folder: str, run_id: str, limit: int | None) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def _prediction_epochs(folder: str, run_id: str) -> list[int]:
     return _store(folder).prediction_epochs(run_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _advice(folder: str, run_id: str) -> pd.DataFrame:
+    return _store(folder).advice(run_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _reports(folder: str, run_id: str) -> pd.DataFrame:
+    return _store(folder).reports(run_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _revert_preview(folder: str, run_id: str, version: int) -> tuple[dict[str, Any], str]:
+    from trainer.advisor.service import revert_updates  # here: only the run page needs the advisor
+    from trainer.advisor.types import AdvisorError
+
+    try:
+        return revert_updates(_store(folder), run_id, version), ""
+    except AdvisorError as exc:
+        return {}, str(exc)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -122,3 +145,23 @@ def prediction_epochs(run_id: str) -> list[int]:
 def predictions(run_id: str, epoch: int):
     """``store.Predictions`` of one epoch (probabilities, labels, ids, class names), or None."""
     return _predictions(runs_dir(), run_id, int(epoch))
+
+
+def advice(run_id: str) -> pd.DataFrame:
+    """The run's advice, newest first (see ``Store.advice``)."""
+    return _advice(runs_dir(), run_id)
+
+
+def forget_advice() -> None:
+    """Drop cached advice, so advice just asked for shows at once."""
+    _advice.clear()
+
+
+def reports(run_id: str) -> pd.DataFrame:
+    """The run's adjustment reports, newest first (id, version, epoch, time, markdown, path)."""
+    return _reports(runs_dir(), run_id)
+
+
+def revert_preview(run_id: str, version: int) -> tuple[dict[str, Any], str]:
+    """What reverting ``version`` would send (``revert_updates``), or ``({}, why not)``."""
+    return _revert_preview(runs_dir(), run_id, int(version))

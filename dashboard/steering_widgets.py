@@ -138,7 +138,20 @@ SECTIONS: list[tuple[str, tuple[str, ...], bool]] = [
         "gradient_clipping", "gradient_clipping_value", "gradient_accumulation_enabled",
         "gradient_accumulation_steps", "mixed_precision", "loss_scaling_enabled", "loss_scale",
         "static_loss_scale", "model_ema", "model_ema_decay", "freeze_backbone", "fine_tune_at"), False),
+    ("Autopilot", ("autopilot", "autopilot_every", "autopilot_max_changes", "autopilot_max_lr_factor",
+                   "autopilot_advisor"), False),
 ]
+
+# A line under a section's title, for sections whose keys need a word of context.
+SECTION_NOTES = {
+    "Autopilot": (
+        "**Off by default.** When on, every `autopilot_every` epochs the trainer asks the advisor and applies "
+        "only suggestions that pass the schema checks and these limits: at most `autopilot_max_changes` key "
+        "changes in the whole run, and the learning rate moved by at most `autopilot_max_lr_factor` up or down "
+        "per step. Each step is recorded like a manual change (source llm, with a report), and you can turn it "
+        "off at any time. `auto` asks Claude only if the *trainer's* environment has ANTHROPIC_API_KEY."
+    ),
+}
 
 
 def form_sections() -> list[tuple[str, list[str], bool]]:
@@ -160,6 +173,8 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
         submitted = {}
         for title, keys, expanded in form_sections():
             with st.expander(title, expanded=expanded):
+                if title in SECTION_NOTES:
+                    st.caption(SECTION_NOTES[title])
                 # Row by row, so a checkbox and a number input side by side stay aligned.
                 for row in range(0, len(keys), 2):
                     for column, key in zip(st.columns(2, vertical_alignment="bottom"), keys[row:row + 2]):

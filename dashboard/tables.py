@@ -65,6 +65,8 @@ def versions_table(versions: pd.DataFrame, tz_name: str | None = None) -> pd.Dat
             "source": rows["source"],
             "changes": [diff_text(d) or "initial config" for d in rows["diff"]],
             "reason": rows["reason"],
+            # What the change answers: advice suggestions (adv_…#1,3) or a revert (revert:v4).
+            "request": [c if isinstance(c, str) else "" for c in rows.get("change_id", [""] * len(rows))],
             "recorded": [local_time(t, tz_name) for t in rows["time"]],
         }
     )

@@ -1,4 +1,5 @@
-"""Run page: one run, live (curves, config, history, events), and the controls to steer it.
+"""Run page: one run, live (curves, config, history, events), and the controls to steer it:
+the form, the advisor (suggestions, autopilot, reports) and reverting a config version.
 
 The run comes from ``?run=<id>`` (an id, a unique prefix, or ``latest``), else
 the newest live run, else the newest run.
@@ -8,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
+from dashboard.advisor_panel import advisor_section, reports_section, revert_controls
 from dashboard.display import (
     is_live, local_time, md_escape, progress_text, status_label, user_timezone, wait_for_first_run,
 )
@@ -106,8 +108,12 @@ def live_config(run_id: str) -> None:
 def live_history(run_id: str) -> None:
     tz = user_timezone()
     st.subheader("Config history", anchor=False)
-    st.dataframe(versions_table(data.config_versions(run_id), tz), hide_index=True, width="stretch",
+    versions = data.config_versions(run_id)
+    st.dataframe(versions_table(versions, tz), hide_index=True, width="stretch",
                  column_config={"changes": st.column_config.TextColumn(width="large")})
+    run = data.run_record(run_id)
+    if run is not None and not versions.empty:
+        revert_controls(run_id, run, versions)
     st.subheader("Events", anchor=False)
     events = data.events(run_id, EVENTS_SHOWN)
     if events.empty:
@@ -140,4 +146,7 @@ with form_column:
 with config_column:
     live_config(run_id)
 
+# Outside the refreshing fragments: a typed question and ticked suggestions stay put.
+advisor_section(run_id)
+reports_section(run_id)
 live_history(run_id)

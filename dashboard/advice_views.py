@@ -1,0 +1,258 @@
+"""The advisor panel's words and tables, decided without Streamlit.
+
+An advice (``trainer.advisor.AdviceRecord``) is shown against what happened
+since: which of its suggestions the run has applied (config versions carry the
+change id ``<advice id>#<numbers>``), which are sent and waiting in the live
+config file, and which the checks refused. Only a valid suggestion the run
+does not already have can be ticked and applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from dashboard.display import diff_text, local_time, md_escape, value_text
+
+OFFLINE_ADVISOR = "the offline rule-based advisor"
+ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
+SUGGESTION_COLUMNS = ["apply", "#", "parameter", "current", "suggested", "reason", "status"]
+
+
+# ------------------------------------------------------------------- who answers
+
+
+def advisor_caption(has_key: bool, model: str, offline: bool) -> str:
+    """Which advisor answers the next question (never the key itself)."""
+    if not has_key:
+        return f"Answered by {OFFLINE_ADVISOR} (no ANTHROPIC_API_KEY set)."
+    if offline:
+        return f"Answered by {OFFLINE_ADVISOR}: Offline rules is on, nothing leaves this machine."
+    return (f"Answered by Claude ({md_escape(model)}): the run's config, metrics and your question are sent "
+            "to the Anthropic API. Turn on Offline rules to keep them on this machine.")
+
+
+def advice_heading(record: Any, tz_name: str | None = None) -> str:
+    """One Markdown line: who answered, when, at which epoch, who asked."""
+    asked_from = ASKED_FROM.get(record.asked_by, record.asked_by)
+    return (f"**{md_escape(record.advisor)}** answered after epoch {record.epoch} · asked from "
+            f"{md_escape(asked_from)} · {local_time(record.time, tz_name)} · advice {md_escape(record.id)}")
+
+
+_IMAGE = re.compile(r"!\[")
+
+
+def safe_markdown(text: str) -> str:
+    """Advisor text (or a report that embeds it) made safe to render as Markdown.
+
+    Streamlit already shows raw HTML as text; an image (``![x](https://…)``) would
+    still make the browser fetch any address the text names, so images become
+    plain text. Links stay: they need a click.
+    """
+    return _IMAGE.sub(r"!\\[", text)
+
+
+# -------------------------------------------------------------------- suggestions
+
+
+@dataclass(frozen=True)
+class SuggestionRow:
+    number: int
+    parameter: str
+    current: str  # when the advice was given
+    suggested: str
+    reason: str
+    status: str
+    selectable: bool
+
+
+def change_ids(versions: pd.DataFrame) -> list[tuple[int, int, str]]:
+    """(version, epoch, change id) of every config version that names its request."""
+    if versions.empty or "change_id" not in versions.columns:
+        return []
+    return [(int(v), int(e), str(c)) for v, e, c in zip(versions["version"], versions["epoch"], versions["change_id"])
+            if isinstance(c, str) and c]
+
+
+def numbers_of(change_id: str, advice_id: str) -> set[int]:
+    """The suggestion numbers ``change_id`` (``adv_…#1,3``) applies from ``advice_id``."""
+    head, _, numbers = (change_id or "").partition("#")
+    if head != advice_id:
+        return set()
+    return {int(n) for n in numbers.split(",") if n.strip().isdigit()}
+
+
+def applied_in(versions: pd.DataFrame, advice_id: str) -> dict[int, tuple[int, int]]:
+    """Suggestion number -> (version, epoch) of the config version that applied it (the latest)."""
+    applied: dict[int, tuple[int, int]] = {}
+    for version, epoch, change_id in change_ids(versions):
+        for number in numbers_of(change_id, advice_id):
+            applied[number] = (version, epoch)
+    return applied
+
+
+def suggestion_rows(
+    record: Any,
+    config_now: Mapping[str, Any],
+    versions: pd.DataFrame,
+    pending_change_id: str = "",
+) -> list[SuggestionRow]:
+    """Each suggestion of ``record`` with its status now and whether it may be ticked.
+
+    ``pending_change_id`` is the change id in the live config file (sent, maybe
+    not applied yet); ``config_now`` the config in force.
+    """
+    applied = applied_in(versions, record.id)
+    pending = numbers_of(pending_change_id, record.id)
+    rows = []
+    for s in record.suggestions:
+        now = config_now.get(s.parameter)
+        in_force = s.parameter in config_now and now == s.suggested_value \
+            and type(now) is type(s.suggested_value)
+        selectable = False
+        if not s.ok:
+            status = f"⛔ refused: {s.problem}"
+        elif s.number in applied and in_force:
+            version, epoch = applied[s.number]
+            status = f"✅ applied in v{version} (from epoch {epoch})"
+        elif s.number in pending and not in_force:
+            status = "⏳ sent: applies at the next epoch boundary"
+        elif in_force:
+            status = "already in force"
+        else:
+            selectable = True
+            if s.number in applied:
+                version, _ = applied[s.number]
+                status = f"applied in v{version}, changed since: can be sent again"
+            else:
+                status = "valid"
+            if s.parameter in config_now and now != s.current_value:
+                status += f" · the run has {value_text(now)} now"
+            status += "".join(f" · note: {note}" for note in s.notes)
+        rows.append(SuggestionRow(
+            number=s.number, parameter=s.parameter, current=value_text(s.current_value),
+            suggested=value_text(s.suggested_value), reason=s.reason, status=status, selectable=selectable,
+        ))
+    return rows
+
+
+def suggestions_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
+    """The editor's table: an unticked ``apply`` box per suggestion, then what it says."""
+    rows = list(rows)
+    return pd.DataFrame(
+        {
+            "apply": [False] * len(rows),
+            "#": [r.number for r in rows],
+            "parameter": [r.parameter for r in rows],
+            "current": [r.current for r in rows],
+            "suggested": [r.suggested for r in rows],
+            "reason": [r.reason for r in rows],
+            "status": [r.status for r in rows],
+        },
+        columns=SUGGESTION_COLUMNS,
+    )
+
+
+def ticked(rows: list[SuggestionRow], edited: pd.DataFrame) -> tuple[list[int], list[SuggestionRow]]:
+    """The numbers to apply, and the ticked rows that cannot be applied (their ticks are ignored)."""
+    ticks = {int(n) for n, tick in zip(edited["#"], edited["apply"]) if bool(tick)}
+    chosen = [r.number for r in rows if r.number in ticks and r.selectable]
+    ignored = [r for r in rows if r.number in ticks and not r.selectable]
+    return chosen, ignored
+
+
+def sent_text(record: Any, numbers: Iterable[int], updates: Mapping[str, Any]) -> str:
+    """What the success message says: the change id and each key's new value."""
+    pairs = {s.parameter: [s.current_value, updates[s.parameter]]
+             for s in record.suggestions if s.number in set(numbers) and s.parameter in updates}
+    return f"{diff_text(pairs)} as change {record.change_id(numbers)} (source llm)"
+
+
+# ------------------------------------------------------------------ earlier advice
+
+
+def earlier_advice_table(records: Iterable[Any], versions: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
+    """A compact line per advice: when, who, the question, and what became of each suggestion."""
+    lines = []
+    for record in records:
+        applied = applied_in(versions, record.id)
+        parts = []
+        for s in record.suggestions:
+            fate = "refused" if not s.ok else (f"applied v{applied[s.number][0]}" if s.number in applied else "not applied")
+            parts.append(f"#{s.number} {s.parameter} → {value_text(s.suggested_value)} ({fate})")
+        lines.append({
+            "asked": local_time(record.time, tz_name),
+            "after epoch": record.epoch,
+            "advisor": record.advisor,
+            "asked from": ASKED_FROM.get(record.asked_by, record.asked_by),
+            "question": record.question,
+            "suggestions": "; ".join(parts) or "none",
+            "advice": record.id,
+        })
+    return pd.DataFrame(lines, columns=["asked", "after epoch", "advisor", "asked from", "question", "suggestions",
+                                        "advice"])
+
+
+# ----------------------------------------------------------------------- autopilot
+
+
+def autopilot_text(config: Mapping[str, Any], progress: Mapping[str, Any] | None = None) -> str:
+    """The status line of an autopilot that is on, with what it has done when the trainer says."""
+    every = int(config.get("autopilot_every", 1))
+    who = ("the offline rules" if config.get("autopilot_advisor") == "rules"
+           else "the advisor (Claude if the trainer has `ANTHROPIC_API_KEY`, else the offline rules)")
+    text = (f"**Autopilot on**: asks {who} {'every epoch' if every == 1 else f'every {every} epochs'}, "
+            f"at most {config.get('autopilot_max_changes')} changes in the run, "
+            f"lr ×/÷{float(config.get('autopilot_max_lr_factor', 1.0)):g} per step.")
+    if progress:
+        steps, made = progress.get("steps"), progress.get("changes_made")
+        if steps is not None and made is not None:
+            text += f" So far: {steps} step{'s' if steps != 1 else ''}, {made} change{'s' if made != 1 else ''}."
+        if progress.get("in_flight"):
+            text += " A step is waiting for the advisor."
+    return text
+
+
+# -------------------------------------------------------------------------- revert
+
+
+def revert_choices(versions: pd.DataFrame) -> list[int]:
+    """Versions that can be reverted (all but the first), newest first."""
+    return sorted((int(v) for v in versions["version"] if int(v) >= 2), reverse=True) if not versions.empty else []
+
+
+def version_label(versions: pd.DataFrame, version: int, width: int = 90) -> str:
+    row = versions[versions["version"] == version].iloc[0]
+    text = f"v{version} · from epoch {int(row['epoch'])} · {row['source']}: {diff_text(row['diff']) or 'no change'}"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def revert_table(updates: Mapping[str, Any], config_now: Mapping[str, Any]) -> pd.DataFrame:
+    """What a revert sends: each key, its value now, the value it goes back to."""
+    return pd.DataFrame(
+        {
+            "key": list(updates),
+            "now": [value_text(config_now.get(k)) for k in updates],
+            "back to": [value_text(v) for v in updates.values()],
+        }
+    )
+
+
+# ------------------------------------------------------------------------- reports
+
+
+def report_label(report: Mapping[str, Any], tz_name: str | None = None) -> str:
+    return (f"v{int(report['version'])} · in force from epoch {int(report['epoch'])} · "
+            f"written {local_time(report['time'], tz_name)}")
+
+
+def report_filename(report: Mapping[str, Any], run_id: str) -> str:
+    """The report's own file name, prefixed with the run so downloads from several runs differ."""
+    name = Path(str(report.get("path") or "")).name or f"v{int(report['version']):03d}.md"
+    if not name.endswith(".md"):
+        name += ".md"
+    return f"{run_id}_{name}"
