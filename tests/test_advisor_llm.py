@@ -199,3 +199,13 @@ def test_a_finished_run_cannot_be_changed(store, fake):
     record = ask(store, run_id, advisor=ClaudeAdvisor(max_retries=0))  # asking is still allowed
     with pytest.raises(AdvisorError, match="the run is finished"):
         apply_advice(store, record, [1])
+
+
+def test_a_long_history_is_thinned_to_a_bounded_prompt(store, fake):
+    run_id = make_run(store, epochs=1000)
+    fake.reply(Reply(body=tool_message({"analysis": "long", "suggestions": []})))
+    ask(store, run_id, advisor=ClaudeAdvisor(max_retries=0))
+    context = json.loads(fake.requests[0]["json"]["messages"][0]["content"])
+    epochs = [row["epoch"] for row in context["history"]]
+    assert len(epochs) == 100 and epochs[0] == 1 and epochs[-60:] == list(range(941, 1001))
+    assert epochs == sorted(epochs) and "100 of 1000 epochs" in context["history_note"]

@@ -21,6 +21,12 @@ from store import Store
 from trainer.config import TrainConfig, autopilot_keys, describe_keys, hot_keys
 
 # Metrics of each epoch that an advisor sees, in this order.
+# A long run's history is thinned before it is sent: every epoch of the recent
+# past, evenly spaced epochs before it; the prompt stays a few thousand tokens.
+RECENT_EPOCHS = 60
+EARLIER_EPOCHS = 40
+MAX_CHANGES_SENT = 20
+
 HISTORY_KEYS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "train/grad_norm",
                 "epoch_seconds")
 
@@ -187,13 +193,18 @@ def context_payload(ctx: RunContext) -> dict[str, Any]:
         "config": ctx.config,
         "adjustable_keys": adjustable,
         "fixed_keys": sorted(k for k in ctx.config if k not in adjustable),
-        "history": _rounded(ctx.history),
+        "history": _rounded(thinned(ctx.history)),
         "earlier_changes": [
             {"version": c.version, "first_epoch": c.epoch, "source": c.source, "reason": c.reason,
              "changed": c.diff, "val_before": _rounded(c.before), "val_after": _rounded(c.after)}
-            for c in ctx.changes
+            for c in ctx.changes[-MAX_CHANGES_SENT:]
         ],
     }
+    if len(ctx.history) > RECENT_EPOCHS + EARLIER_EPOCHS:
+        payload["history_note"] = (f"{len(thinned(ctx.history))} of {len(ctx.history)} epochs: every epoch of the "
+                                   f"last {RECENT_EPOCHS}, evenly spaced ones before")
+    if len(ctx.changes) > MAX_CHANGES_SENT:
+        payload["earlier_changes_note"] = f"the last {MAX_CHANGES_SENT} of {len(ctx.changes)} changes"
     if ctx.classes is not None:
         payload["classes"] = {
             "epoch": ctx.classes.epoch, "names": ctx.classes.names, "train_counts": ctx.classes.train_counts,
@@ -204,6 +215,15 @@ def context_payload(ctx: RunContext) -> dict[str, Any]:
     if ctx.question:
         payload["question"] = ctx.question
     return payload
+
+
+def thinned(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Every epoch of the last RECENT_EPOCHS, and EARLIER_EPOCHS evenly spaced ones before them."""
+    if len(history) <= RECENT_EPOCHS + EARLIER_EPOCHS:
+        return history
+    earlier, recent = history[:-RECENT_EPOCHS], history[-RECENT_EPOCHS:]
+    picks = np.linspace(0, len(earlier) - 1, EARLIER_EPOCHS).round().astype(int)
+    return [earlier[i] for i in sorted(set(picks))] + recent
 
 
 def _rounded(value: Any) -> Any:
