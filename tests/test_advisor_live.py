@@ -142,6 +142,10 @@ def test_tiller_suggest_offline_prints_and_applies(tmp_path, monkeypatch):
         assert "gradient_accumulation_steps" in result["applied"]
         wait_for(versions_with(store, run_id, 2), "the suggestion is applied", proc)
         assert store.config_versions(run_id).iloc[-1]["change_id"].startswith(result["id"] + "#")
+        wait_for(lambda: len(store.reports(run_id)) == 1, "the report is recorded", proc)
+        shown = subprocess.run([sys.executable, "-m", "trainer", "show", run_id, "--runs-dir", str(runs_dir)],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert f"{result['id']} after epoch" in shown.stdout and "reports/v002.md" in shown.stdout, shown.stdout
 
         text = subprocess.run([sys.executable, "-m", "trainer", "suggest", "latest", "--runs-dir", str(runs_dir),
                                "--offline"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

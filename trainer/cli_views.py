@@ -72,6 +72,11 @@ def run_details(store: Store, run_id: str, config_path: Path) -> dict[str, Any]:
         ],
         "metrics": runs_records(store.metrics([run_id]).drop(columns=["run_id"])),
         "events": runs_records(store.events(run_id)),
+        "advice": [{"id": a["id"], "epoch": a["epoch"], "advisor": a["advisor"], "asked_by": a["asked_by"],
+                    "question": a["question"], "suggestions": len(a["suggestions"])}
+                   for a in store.advice(run_id).to_dict("records")],
+        "reports": [{"version": r["version"], "epoch": r["epoch"], "path": r["path"]}
+                    for r in store.reports(run_id).to_dict("records")],
     }
 
 
@@ -95,6 +100,12 @@ def run_text(details: dict[str, Any]) -> str:
         diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in v["diff"].items()) or "initial"
         reason = f" - {v['reason']}" if v["reason"] else ""
         lines.append(f"  v{v['version']} epoch {v['epoch']} [{v['source']}] {diff}{reason}")
+    if details["advice"]:
+        lines += ["", "Advice (newest first; tiller suggest RUN asks again):"]
+        lines += [f"  {a['id']} after epoch {a['epoch']} from {a['advisor']} ({a['asked_by']}): "
+                  f"{a['suggestions']} suggestion(s)" for a in details["advice"]]
+    if details["reports"]:
+        lines += ["", "Reports of applied changes:"] + [f"  v{r['version']}  {r['path']}" for r in details["reports"]]
     lines += ["", "Metrics per epoch:", metrics_text(details["metrics"])]
     lines += ["", "Events (newest first):"]
     lines += [f"  {local_time(e['time'])} {e['level']:7} {e['message']}" for e in details["events"]] or ["  none"]
