@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from store import Store
 from trainer.config import TrainConfig, autopilot_keys, describe_keys, hot_keys
@@ -173,7 +172,8 @@ def class_stats(store: Store, run_id: str) -> ClassStats | None:
         return None
     predictions = store.predictions(run_id, epochs[-1])
     n = len(predictions.class_names)
-    matrix = confusion_matrix(predictions.labels, predictions.predicted, labels=list(range(n)))
+    # numpy, not sklearn.metrics: one bincount, and `tiller suggest` starts a second sooner.
+    matrix = np.bincount(predictions.labels * n + predictions.predicted, minlength=n * n).reshape(n, n)
     support = matrix.sum(axis=1)
     recall = [float(matrix[c, c] / support[c]) if support[c] else None for c in range(n)]
     return ClassStats(epoch=predictions.epoch, names=list(predictions.class_names),

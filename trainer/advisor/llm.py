@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-import anthropic
-
 from trainer.advisor.context import RunContext, context_payload
 from trainer.advisor.types import TOOL, TOOL_NAME, Advice, AdvisorError, parse_tool_input
 
@@ -73,6 +71,8 @@ class ClaudeAdvisor:
         if not has_key():
             raise AdvisorError(f"no API key: set {KEY_ENV} in the environment of this process, or use the "
                                "offline advisor")
+        import anthropic  # here, not at the top: the SDK takes seconds to import and the offline path needs none
+
         client = anthropic.Anthropic(timeout=self.timeout, max_retries=self.max_retries)
         try:
             message = client.messages.create(
@@ -98,7 +98,9 @@ class ClaudeAdvisor:
             raise AdvisorError(f"{self.model}'s answer was cut off at {MAX_TOKENS} tokens; nothing was changed")
         return parse_tool_input(calls[0].input, advisor=self.model)
 
-    def _explain(self, exc: anthropic.APIError) -> str:
+    def _explain(self, exc) -> str:
+        import anthropic
+
         tries = f"after {self.max_retries + 1} tries" if self.max_retries else "on the first try"
         if isinstance(exc, anthropic.APITimeoutError):
             return f"Claude did not answer within {self.timeout:g} s ({tries}); nothing was changed"
@@ -120,7 +122,7 @@ class ClaudeAdvisor:
         return f"the Anthropic API refused the request (HTTP {status}): {detail}. Nothing was changed"
 
 
-def _api_message(exc: anthropic.APIError) -> str:
+def _api_message(exc) -> str:
     """The API's own one-line error message, never the request (which carries the key in a header)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
