@@ -47,12 +47,12 @@ def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int
         return f"{key}: fixed for the life of the run; start a new run to change it"
     if key in seen:
         return f"{key}: suggested twice; only the first suggestion for it counts"
-    if value == config.get(key) and type(value) is type(config.get(key)):
-        return f"{key}: already {value!r}"
     try:
-        review_edit(LiveFile(values={key: value}), validate_config(config), epochs_done)
+        change = review_edit(LiveFile(values={key: value}), validate_config(config), epochs_done)
     except ConfigError as exc:
         return "; ".join(exc.problems)
+    if change is None:  # valid, and equal to what the run has
+        return f"{key}: already {config.get(key)!r}"
     return ""
 
 
