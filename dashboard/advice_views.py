@@ -44,16 +44,28 @@ def advice_heading(record: Any, tz_name: str | None = None) -> str:
 
 
 _IMAGE = re.compile(r"!\[")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_HEADING = re.compile(r"^(\s{0,3})(#{1,6})(?=\s|$)")
+HEADING_SHIFT = 2  # a report's "# title" shows as a third-level heading inside the page
 
 
 def safe_markdown(text: str) -> str:
-    """Advisor text (or a report that embeds it) made safe to render as Markdown.
+    """Advisor text (or a report that embeds it) made safe and fit to render on the page.
 
     Streamlit already shows raw HTML as text; an image (``![x](https://…)``) would
     still make the browser fetch any address the text names, so images become
-    plain text. Links stay: they need a click.
+    plain text. Links stay: they need a click. Headings move down two levels, so a
+    report's title does not outshout the page's own headings; code blocks are left alone.
     """
-    return _IMAGE.sub(r"!\\[", text)
+    lines, fenced = [], False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            line = _HEADING.sub(lambda m: m.group(1) + "#" * min(6, len(m.group(2)) + HEADING_SHIFT), line)
+            line = _IMAGE.sub(r"!\\[", line)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------- suggestions

@@ -1,10 +1,11 @@
 """The run page's advisor: ask, read the advice, apply suggestions; the autopilot's status;
 the adjustment reports; reverting a config version.
 
-Asking and applying are drawn by the page itself, not by a refreshing fragment,
-so a typed question or a ticked box survives the live updates around them. What
-the advisor says is read back from the store, so a reload or a second browser
-shows the same advice. Every change goes through the live config file
+The question box is drawn by the page itself, outside the refreshing fragments,
+so live updates never touch what is being typed. The advice panel refreshes
+(each suggestion's status follows the run), and its editor is keyed, so ticks
+survive the redraws. What the advisor says is read back from the store, so a
+reload or a second browser shows the same advice. Every change goes through the live config file
 (``trainer.advisor.apply_advice`` / ``revert_version``), like the steering form.
 Advisor text is Markdown rendered without HTML, and the API key is never shown.
 """
@@ -28,7 +29,8 @@ from trainer.live_config import pending_edit, read_live_file, request_change
 
 EARLIER_SHOWN = 50
 REPORTS_SHOWN = 20
-MESSAGE_KEEP_S = 60.0  # how long a message stays in a part of the page that redraws itself
+MESSAGE_KEEP_S = 60.0
+ROW_HEIGHT = 78  # three lines: a reason is a sentence or two, and wraps  # how long a message stays in a part of the page that redraws itself
 
 
 def _records(run_id: str) -> list[AdviceRecord]:
@@ -71,20 +73,22 @@ def advisor_section(run_id: str) -> None:
     autopilot_status(run_id)
     ask_form(run_id)
     records = _records(run_id)
-    shown = records[0].id if records else ""
-    newer_advice_notice(run_id, shown)
     if not records:
         st.caption("No advice for this run yet. The advisor reads the config, every epoch's metrics, earlier "
                    "changes and the latest per-class results, and suggests changes you can apply.")
         return
-    show_advice(run_id, records[0])
+    advice_panel(run_id, records[0].id)
     if len(records) > 1:
         earlier_advice(run_id, records[1:EARLIER_SHOWN + 1])
 
 
 def ask_form(run_id: str) -> None:
     key_set = llm.has_key()
-    question_column, toggle_column, button_column = st.columns([6, 2, 2], vertical_alignment="bottom")
+    # Without a key there is no choice to make, so no switch (and no gap where it would be).
+    if key_set:
+        question_column, toggle_column, button_column = st.columns([6, 2, 2], vertical_alignment="bottom")
+    else:
+        (question_column, button_column), toggle_column = st.columns([8, 2], vertical_alignment="bottom"), None
     question = question_column.text_input(
         "Question (optional)", key=f"ask-question-{run_id}", max_chars=2000,
         placeholder="e.g. why is the validation loss rising?",
@@ -116,22 +120,26 @@ def ask_now(run_id: str, question: str, *, offline: bool) -> None:
     st.toast(f"{record.advisor} answered with {count} suggestion{'s' if count != 1 else ''}.")
 
 
-@st.fragment(run_every=data.REFRESH_S)
-def newer_advice_notice(run_id: str, shown_id: str) -> None:
-    """Says when advice newer than the one shown arrives (the autopilot, another browser)."""
-    advice = data.advice(run_id)
-    if advice.empty or advice.iloc[0]["id"] == shown_id:
-        return
-    newest = advice.iloc[0]
-    asked_from = views.ASKED_FROM.get(newest["asked_by"], newest["asked_by"])
-    notice, button = st.columns([5, 1], vertical_alignment="center")
-    notice.info(f"Newer advice from {md_escape(newest['advisor'])} (asked from {md_escape(asked_from)} after "
-                f"epoch {int(newest['epoch'])}).")
-    if button.button("Show it", key=f"show-newer-{run_id}"):
-        st.rerun(scope="app")
-
-
 # ---------------------------------------------------------------- the advice
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def advice_panel(run_id: str, advice_id: str) -> None:
+    """The advice drawn by the page, kept current: each suggestion's status follows the run
+    (sent, applied), and newer advice (the autopilot, another browser) is announced rather
+    than swapped in under the user's ticks. A keyed editor keeps its ticks across redraws."""
+    records = _records(run_id)
+    newest = records[0] if records else None
+    if newest is not None and newest.id != advice_id:
+        asked_from = views.ASKED_FROM.get(newest.asked_by, newest.asked_by)
+        notice, button = st.columns([5, 1], vertical_alignment="center")
+        notice.info(f"Newer advice from {md_escape(newest.advisor)} (asked from {md_escape(asked_from)} after "
+                    f"epoch {newest.epoch}).")
+        if button.button("Show it", key=f"show-newer-{run_id}", width="stretch"):
+            st.rerun(scope="app")
+    record = next((r for r in records if r.id == advice_id), None)
+    if record is not None:
+        show_advice(run_id, record)
 
 
 def show_advice(run_id: str, record: AdviceRecord) -> None:
@@ -151,7 +159,7 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
         generation = st.session_state.get(f"apply-generation-{record.id}", 0)
         edited = st.data_editor(
             views.suggestions_table(rows), key=f"advice-{record.id}-{generation}", hide_index=True,
-            width="stretch", disabled=views.SUGGESTION_COLUMNS[1:],
+            width="stretch", disabled=views.SUGGESTION_COLUMNS[1:], row_height=ROW_HEIGHT,
             column_config={
                 "apply": st.column_config.CheckboxColumn(
                     "apply", width="small", help="Tick the suggestions to send; refused ones cannot be applied."),
@@ -174,16 +182,17 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
             st.caption("Tick the suggestions to apply. They go to the run's live config file with source llm "
                        "and take effect at the next epoch boundary.")
         if clicked:
-            apply_now(run_id, record, chosen, run)
-        _flash(f"apply-message-{record.id}")
+            apply_now(run_id, record, chosen)
+        _flash(f"apply-message-{record.id}", keep_s=MESSAGE_KEEP_S)
 
 
-def apply_now(run_id: str, record: AdviceRecord, numbers: list[int], run: Mapping[str, Any]) -> None:
+def apply_now(run_id: str, record: AdviceRecord, numbers: list[int]) -> None:
     try:
         updates = apply_advice(data.store(), record, numbers)
     except AdvisorError as exc:
         st.error(f"Nothing applied: {md_escape(exc)}")
         return
+    run = data.fresh_run_record(run_id)  # the epoch now, for the message
     _flash(f"apply-message-{record.id}", "success",
            f"Sent {md_escape(views.sent_text(record, numbers, updates))}. It applies at the next epoch boundary, "
            f"once epoch {epochs_done(run) + 1} finishes, and its report then appears under Adjustment reports.")

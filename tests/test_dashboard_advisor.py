@@ -406,9 +406,12 @@ def test_advisor_caption_names_the_advisor_and_never_a_key(monkeypatch):
     assert "Offline rules is on" in views.advisor_caption(True, "claude-x", True)
 
 
-def test_safe_markdown_turns_images_into_text():
+def test_safe_markdown_turns_images_into_text_and_lowers_headings():
     assert views.safe_markdown("see ![a](http://x/p.png) and [b](http://y)") == \
         "see !\\[a](http://x/p.png) and [b](http://y)"
+    text = "# Report\n## Changes\n###### deep\n#hashtag\n```json\n# not a heading ![x](y)\n```\n### after"
+    assert views.safe_markdown(text) == \
+        "### Report\n#### Changes\n###### deep\n#hashtag\n```json\n# not a heading ![x](y)\n```\n##### after"
 
 
 def test_autopilot_text():

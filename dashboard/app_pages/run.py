@@ -146,7 +146,7 @@ with form_column:
 with config_column:
     live_config(run_id)
 
-# Outside the refreshing fragments: a typed question and ticked suggestions stay put.
+# The question box sits outside the refreshing fragments, so live updates leave typing alone.
 advisor_section(run_id)
 reports_section(run_id)
 live_history(run_id)
