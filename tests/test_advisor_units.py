@@ -91,3 +91,27 @@ def test_a_report_without_advice_has_every_section_but_the_analysis():
 def test_change_ids_name_the_advice_and_its_suggestions():
     assert split_change_id("adv_20261123_101500_ab12#1,3") == ("adv_20261123_101500_ab12", [1, 3])
     assert split_change_id("revert:v2") == ("", []) and split_change_id("") == ("", [])
+
+
+def test_an_autopilot_step_sends_nothing_once_the_user_turned_it_off(store, monkeypatch):
+    from trainer.advisor.autopilot import Autopilot
+    from trainer.live_config import CONFIG_FILENAME, render_live_file, request_change, write_atomic
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    run = store.start_run(model="mlp", dataset="digits").__enter__()
+    config = TrainConfig(num_epochs=50, batch_size=512, gradient_accumulation_enabled=True, autopilot=True)
+    live = run.dir / CONFIG_FILENAME
+    write_atomic(live, render_live_file(config.model_dump()))
+    run.config_version(config.model_dump(), source="cli", epoch=1)
+    run.val_samples(labels=[0, 1] * 50, sample_ids=[str(i) for i in range(100)], class_names=["a", "b"],
+                    train_counts=[800, 800])
+    for epoch in range(1, 6):
+        run.log(epoch, {"train/loss": 0.5, "val/loss": 0.5, "train/accuracy": 0.8, "val/accuracy": 0.8})
+    events = []
+    autopilot = Autopilot(store.runs_dir, run.id, lambda level, text, epoch=None: events.append(text))
+    request_change(live, {"autopilot": False}, source="user", reason="off")  # not applied yet
+    before = live.read_bytes()
+    autopilot.after_epoch(5, config)
+    autopilot.settle(30)
+    assert "turned off meanwhile; nothing was sent" in events[-1]
+    assert live.read_bytes() == before

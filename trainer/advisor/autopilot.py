@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from store import Store
-from trainer.advisor.service import AdviceRecord, apply_advice, ask
+from trainer.advisor.service import AdviceRecord, apply_advice, ask, live_config_path
 from trainer.advisor.types import AdvisorError, CheckedSuggestion
 from trainer.config import TrainConfig
+from trainer.live_config import read_live_file
 
 LR_KEYS = ("learning_rate", "min_lr")
 
@@ -115,6 +116,10 @@ class Autopilot:
             record = ask(store, self.run_id, asked_by="autopilot", offline=config.autopilot_advisor == "rules")
             with self._lock:
                 accepted, skipped = within_limits(record.suggestions, config, self.log.changes_made)
+            if accepted and self._turned_off_meanwhile(store):
+                self._note(f"after epoch {epoch}: {record.advisor} answered (advice {record.id}), but the "
+                           "autopilot was turned off meanwhile; nothing was sent", epoch=epoch)
+                return
             if accepted:
                 apply_advice(store, record, [s.number for s in accepted])
                 with self._lock:
@@ -127,6 +132,14 @@ class Autopilot:
                        level="error", epoch=epoch)
         finally:
             store.close()
+
+    def _turned_off_meanwhile(self, store: Store) -> bool:
+        """The live file (an edit not applied yet) or the config in force says autopilot: false."""
+        try:
+            waiting = read_live_file(live_config_path(store, self.run_id)).values.get("autopilot")
+        except Exception:  # unreadable now: the config in force decides
+            waiting = None
+        return waiting is False or store.current_config(self.run_id).get("autopilot") is False
 
     def _report(self, epoch: int, record: AdviceRecord, accepted, skipped) -> None:
         sent = ", ".join(f"#{s.number} {s.parameter} {s.current_value!r} → {s.suggested_value!r}" for s in accepted)
