@@ -442,7 +442,7 @@ def effective_batch(ctx: RunContext) -> Finding | None:
     if steps >= MIN_STEPS_PER_EPOCH:
         return None
     evidence = (f"an effective batch of {batch * accumulation} (batch {batch} x accumulation {accumulation}) gives "
-                f"only {steps} optimizer steps per epoch on {samples} training samples")
+                f"only {steps} optimizer step{'' if steps == 1 else 's'} per epoch on {samples} training samples")
     suggestions = []
     new_accumulation = accumulation
     if accumulation > 1:
