@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from dashboard.display import diff_text, local_time, md_escape, value_text
+from trainer.advisor.service import split_change_id
 
 OFFLINE_ADVISOR = "the offline rule-based advisor"
 ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
@@ -92,10 +93,8 @@ def change_ids(versions: pd.DataFrame) -> list[tuple[int, int, str]]:
 
 def numbers_of(change_id: str, advice_id: str) -> set[int]:
     """The suggestion numbers ``change_id`` (``adv_…#1,3``) applies from ``advice_id``."""
-    head, _, numbers = (change_id or "").partition("#")
-    if head != advice_id:
-        return set()
-    return {int(n) for n in numbers.split(",") if n.strip().isdigit()}
+    head, numbers = split_change_id(change_id)
+    return set(numbers) if head == advice_id else set()
 
 
 def applied_in(versions: pd.DataFrame, advice_id: str) -> dict[int, tuple[int, int]]:

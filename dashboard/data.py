@@ -8,6 +8,7 @@ browser sessions are open.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,9 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from store import Store, resolve_runs_dir
-import json
-
-from trainer.live_config import CONFIG_FILENAME, STATE_FILENAME
+from trainer import live_config
+from trainer.live_config import STATE_FILENAME
 
 REFRESH_S = 2.0  # how often live parts of the pages redraw
 CACHE_TTL_S = REFRESH_S
@@ -41,7 +41,7 @@ def store() -> Store:
 
 
 def live_config_path(run_id: str) -> Path:
-    return Path(runs_dir()) / run_id / CONFIG_FILENAME
+    return live_config.live_config_path(Path(runs_dir()), run_id)
 
 
 def in_force(run_id: str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from store import LIVE_STATUSES
 
 STATUS_ICONS = {
     "running": "🟢",
@@ -22,7 +23,6 @@ STATUS_ICONS = {
     "stopped": "⏹️",
     "crashed": "💥",
 }
-LIVE_STATUSES = ("running", "paused")
 
 EMPTY_STATE = """
 **No runs yet in this folder.** Start one from a terminal:

@@ -10,6 +10,7 @@ metrics, config versions, events and checkpoints.
 
 from store.paths import resolve_runs_dir, safe_component
 from store.run import Run
-from store.store import HEARTBEAT_TIMEOUT_S, SOURCES, STATUSES, RunNotFound, Store
+from store.store import HEARTBEAT_TIMEOUT_S, LIVE_STATUSES, SOURCES, STATUSES, RunNotFound, Store
 
-__all__ = ["Store", "Run", "RunNotFound", "resolve_runs_dir", "safe_component", "STATUSES", "SOURCES", "HEARTBEAT_TIMEOUT_S"]
+__all__ = ["Store", "Run", "RunNotFound", "resolve_runs_dir", "safe_component", "STATUSES", "LIVE_STATUSES", "SOURCES",
+           "HEARTBEAT_TIMEOUT_S"]

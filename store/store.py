@@ -269,10 +269,11 @@ class Store(AdviceQueries):
         run_ids: Iterable[str] | None = None,
         names: Iterable[str] | None = None,
         splits: Iterable[str] | None = None,
+        epochs: Iterable[int] | None = None,
     ) -> pd.DataFrame:
         """Metrics in long form (run_id, epoch, split, name, value, time)."""
         where, params = [], []
-        for column, values in (("run_id", run_ids), ("name", names), ("split", splits)):
+        for column, values in (("run_id", run_ids), ("name", names), ("split", splits), ("epoch", epochs)):
             if values is not None:
                 values = list(values)
                 where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")

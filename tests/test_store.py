@@ -52,6 +52,7 @@ def test_metrics_long_form_and_filters(store):
     df = store.metrics([run.id], names=["loss"], splits=["val"])
     assert df[["epoch", "split", "name", "value"]].values.tolist() == [[1, "val", "loss", 2.0], [2, "val", "loss", 1.0]]
     assert set(store.metrics([run.id])["split"]) == {"train", "val", ""}
+    assert set(store.metrics([run.id], epochs=[2])["epoch"]) == {2} and len(store.metrics([run.id], epochs=[2])) == 3
     assert store.metrics([]).empty
 
 

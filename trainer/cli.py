@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from store import RunNotFound, Store, resolve_runs_dir
 from store.paths import RUNS_DIR_ENV
 from trainer.config import ConfigError, describe_keys, validate_config
-from trainer.live_config import CONFIG_FILENAME, parse_live_file, request_change, request_control
+from trainer.live_config import live_config_path, parse_live_file, request_change, request_control
 from trainer import cli_views as report
 
 DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -53,10 +53,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 def open_store(args) -> Store:
     return Store(args.runs_dir)
-
-
-def live_config_path(store: Store, run_id: str) -> Path:
-    return store.runs_dir / run_id / CONFIG_FILENAME
 
 
 def stop_on_sigterm() -> None:
@@ -174,7 +170,7 @@ def cmd_runs(args) -> None:
 def cmd_show(args) -> None:
     store = open_store(args)
     run_id = resolve_run(store, args.run)
-    details = report.run_details(store, run_id, live_config_path(store, run_id))
+    details = report.run_details(store, run_id, live_config_path(store.runs_dir, run_id))
     if args.json:
         print(json.dumps(details, indent=2, ensure_ascii=False, default=str))
     else:
@@ -190,7 +186,7 @@ def cmd_set(args) -> None:
         validate_config({**current, **updates})
     except ConfigError as exc:
         fail("not sent:\n  - " + "\n  - ".join(exc.problems))
-    request_change(live_config_path(store, run_id), updates, source="cli", reason=args.reason, fallback=current)
+    request_change(live_config_path(store.runs_dir, run_id), updates, source="cli", reason=args.reason, fallback=current)
     print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items())
           + " (applies at the next epoch boundary)")
 
@@ -199,7 +195,7 @@ def cmd_control(args) -> None:
     store = open_store(args)
     run_id = resolve_run(store, args.run)
     control = {"pause": "pause", "resume": "run", "stop": "stop"}[args.command]
-    request_control(live_config_path(store, run_id), control, fallback=store.current_config(run_id))
+    request_control(live_config_path(store.runs_dir, run_id), control, fallback=store.current_config(run_id))
     print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
 
 

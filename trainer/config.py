@@ -275,7 +275,7 @@ def describe_keys() -> list[dict[str, Any]]:
     return rows
 
 
-def _unknown_key_message(key: str) -> str:
+def unknown_key_message(key: str) -> str:
     close = difflib.get_close_matches(key, TrainConfig.model_fields, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{key}: unknown key{hint}"
@@ -284,7 +284,7 @@ def _unknown_key_message(key: str) -> str:
 def _problem(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(config)"
     if error["type"] == "extra_forbidden":
-        return _unknown_key_message(key)
+        return unknown_key_message(key)
     message = error["msg"][:1].lower() + error["msg"][1:]
     return f"{key}: {message} (got {error.get('input')!r})"
 

@@ -30,6 +30,11 @@ CONTROL_KEY = "control"
 CHANGE_KEY = "_change"
 
 
+def live_config_path(runs_dir: Path, run_id: str) -> Path:
+    """The live config file of ``run_id`` in the runs folder ``runs_dir``."""
+    return Path(runs_dir) / run_id / CONFIG_FILENAME
+
+
 @dataclass(frozen=True)
 class ChangeNote:
     source: str = "file"

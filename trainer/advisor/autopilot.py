@@ -12,15 +12,15 @@ mid-run, and no advisor may change them.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 from store import Store
-from trainer.advisor.service import AdviceRecord, apply_advice, ask, live_config_path
+from trainer.advisor.service import AdviceRecord, apply_advice, ask
 from trainer.advisor.types import AdvisorError, CheckedSuggestion
 from trainer.config import TrainConfig
-from trainer.live_config import read_live_file
+from trainer.live_config import live_config_path, read_live_file
 
 LR_KEYS = ("learning_rate", "min_lr")
 
@@ -64,7 +64,6 @@ class AutopilotLog:
     steps: int = 0
     changes_made: int = 0
     last: str = ""
-    history: list[str] = field(default_factory=list)
 
 
 class Autopilot:
@@ -136,7 +135,7 @@ class Autopilot:
     def _turned_off_meanwhile(self, store: Store) -> bool:
         """The live file (an edit not applied yet) or the config in force says autopilot: false."""
         try:
-            waiting = read_live_file(live_config_path(store, self.run_id)).values.get("autopilot")
+            waiting = read_live_file(live_config_path(store.runs_dir, self.run_id)).values.get("autopilot")
         except Exception:  # unreadable now: the config in force decides
             waiting = None
         return waiting is False or store.current_config(self.run_id).get("autopilot") is False
@@ -155,7 +154,6 @@ class Autopilot:
     def _note(self, text: str, level: str = "info", epoch: int | None = None) -> None:
         with self._lock:
             self.log.last = text
-            self.log.history.append(text)
         try:
             self.event(level, f"Autopilot {text}.", epoch)
         except Exception:

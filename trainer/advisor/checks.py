@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from trainer.advisor.types import CheckedSuggestion, Suggestion
-from trainer.config import ConfigError, TrainConfig, autopilot_keys, hot_keys, validate_config
+from trainer.config import ConfigError, TrainConfig, autopilot_keys, hot_keys, unknown_key_message, validate_config
 from trainer.live_config import LiveFile
 from trainer.review import review_edit
 
@@ -36,11 +36,7 @@ def check_suggestions(
 def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int, seen: set[str]) -> str:
     key, value = suggestion.parameter, suggestion.suggested_value
     if key not in TrainConfig.model_fields:
-        try:
-            validate_config({**config, key: value})
-        except ConfigError as exc:  # "unknown key; did you mean ...?"
-            return exc.problems[0]
-        return f"{key}: unknown key"
+        return unknown_key_message(key)
     if key in autopilot_keys():
         return f"{key}: the autopilot's limits are yours to set; an advisor may not change them"
     if key not in hot_keys():

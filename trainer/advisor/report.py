@@ -44,8 +44,7 @@ def write_change_report(store: Store, run_id: str, version: int, run_dir: Path) 
     row = versions[versions["version"] == version].iloc[0]
     before = versions[versions["version"] == version - 1].iloc[0]["config"]
     epoch = int(row["epoch"])
-    metrics = store.metrics([run_id])
-    latest = metrics[metrics["epoch"] == epoch - 1]
+    latest = store.metrics([run_id], epochs=[epoch - 1])  # the epoch before the change, not the whole run
     measured = {(f"{s}/{n}" if s else n): v for s, n, v in zip(latest["split"], latest["name"], latest["value"])}
     advice_id, numbers = split_change_id(row.get("change_id") or "")
     advice = load_advice(store, advice_id) if advice_id else None

@@ -14,18 +14,16 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
-from store import Store
+from store import LIVE_STATUSES, Store
 from trainer.advisor.checks import check_suggestions, combined_problems
 from trainer.advisor.context import RunContext, build_context
 from trainer.advisor.llm import ClaudeAdvisor, has_key
 from trainer.advisor.rules import RuleAdvisor
 from trainer.advisor.types import Advice, AdvisorError, CheckedSuggestion
-from trainer.live_config import CONFIG_FILENAME, request_change
+from trainer.live_config import live_config_path, request_change
 
-LIVE_STATUSES = ("running", "paused")
 ASKERS = ("user", "cli", "autopilot")
 
 
@@ -130,19 +128,13 @@ def run_advice(store: Store, run_id: str, limit: int | None = None) -> list[Advi
 # ---------------------------------------------------------------- applying
 
 
-def live_config_path(store: Store, run_id: str) -> Path:
-    return store.runs_dir / run_id / CONFIG_FILENAME
-
-
-def epochs_logged(store: Store, run_id: str) -> int:
-    epoch = store.run(run_id)["epoch"]
+def live_epochs_done(store: Store, run_id: str) -> int:
+    """The epochs ``run_id`` has logged; ``AdvisorError`` unless it is running or paused."""
+    run = store.run(run_id)
+    if run["status"] not in LIVE_STATUSES:
+        raise AdvisorError(f"the run is {run['status']}; only a running or paused run can be changed")
+    epoch = run["epoch"]
     return 0 if epoch is None or epoch != epoch else int(epoch)  # NaN before the first epoch
-
-
-def ensure_live(store: Store, run_id: str) -> None:
-    status = store.run(run_id)["status"]
-    if status not in LIVE_STATUSES:
-        raise AdvisorError(f"the run is {status}; only a running or paused run can be changed")
 
 
 def apply_advice(store: Store, record: AdviceRecord, numbers: Iterable[int] | None = None) -> dict[str, Any]:
@@ -162,16 +154,16 @@ def apply_advice(store: Store, record: AdviceRecord, numbers: Iterable[int] | No
         raise AdvisorError("cannot apply refused suggestions: " + "; ".join(refused))
     if not chosen:
         raise AdvisorError("no valid suggestion to apply")
-    ensure_live(store, record.run_id)
+    epochs_done = live_epochs_done(store, record.run_id)
     config = store.current_config(record.run_id)
     updates = {s.parameter: s.suggested_value for s in chosen}
-    problems = combined_problems(config, updates, epochs_logged(store, record.run_id))
+    problems = combined_problems(config, updates, epochs_done)
     if problems:
         raise AdvisorError("the run would refuse these changes: " + "; ".join(problems))
     reason = ("autopilot: " if record.asked_by == "autopilot" else "") + \
         f"{record.advisor} suggestion{'s' if len(chosen) > 1 else ''} " \
         f"{', '.join('#' + str(s.number) for s in chosen)} ({record.id})"
-    request_change(live_config_path(store, record.run_id), updates, source="llm", reason=reason,
+    request_change(live_config_path(store.runs_dir, record.run_id), updates, source="llm", reason=reason,
                    change_id=record.change_id(chosen_numbers), fallback=config)
     return updates
 
@@ -194,13 +186,13 @@ def revert_updates(store: Store, run_id: str, version: int) -> dict[str, Any]:
 
 def revert_version(store: Store, run_id: str, version: int, *, source: str = "user") -> dict[str, Any]:
     """Ask the run to go back to the config before ``version``; returns what was sent."""
-    ensure_live(store, run_id)
+    epochs_done = live_epochs_done(store, run_id)
     updates = revert_updates(store, run_id, version)
     config = store.current_config(run_id)
-    problems = combined_problems(config, updates, epochs_logged(store, run_id))
+    problems = combined_problems(config, updates, epochs_done)
     if problems:
         raise AdvisorError(f"cannot revert v{version}: " + "; ".join(problems))
-    request_change(live_config_path(store, run_id), updates, source=source,
+    request_change(live_config_path(store.runs_dir, run_id), updates, source=source,
                    reason=f"revert of v{version}: back to v{version - 1}", change_id=f"revert:v{version}",
                    fallback=config)
     return updates
