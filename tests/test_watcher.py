@@ -64,3 +64,14 @@ def test_edit_noticed_without_notifications(tmp_path):
     time.sleep(0.01)
     path.write_text('{"learning_rate": 0.5}')
     assert watcher.take_edit() == b'{"learning_rate": 0.5}'
+
+
+def test_wait_for_edit_returns_once_an_edit_is_flagged(path):
+    with ConfigWatcher(path) as watcher:
+        assert not watcher.wait_for_edit(timeout=0.05)  # nothing written yet
+        request_control(path, "pause")
+        assert watcher.wait_for_edit(timeout=5)
+        assert watcher.wait_for_edit(timeout=0)  # waiting does not take the edit
+        time.sleep(0.2)  # let the write's last notifications arrive
+        assert watcher.take_edit() is not None
+        assert not watcher.wait_for_edit(timeout=0.05)

@@ -71,6 +71,18 @@ class ConfigWatcher(FileSystemEventHandler):
         except (OSError, UnicodeDecodeError, ConfigError):
             pass  # a half-written or bad file: keep the last control; the epoch boundary reports it
 
+    def wait_for_edit(self, timeout: float | None = None) -> bool:
+        """Block until an edit of the file has been flagged, or ``timeout`` seconds pass.
+
+        Returns whether an edit is flagged and not yet taken by ``take_edit``; it
+        does not take it. Only change notifications set the flag, so where they
+        do not arrive (network mounts) this waits out the timeout and returns
+        ``False``, while ``take_edit`` still finds the edit by size and mtime.
+        The training loop never waits; this is for tools that measure or test
+        how fast an edit is noticed.
+        """
+        return self._edited.wait(timeout)
+
     def take_edit(self) -> bytes | None:
         """The file's bytes if it changed since the last call, else ``None``.
 
