@@ -1,115 +1,81 @@
 """How long the Compare page takes with 20 runs of 2,000 steps each (a script, not a test).
 
-    /work/venv/bin/python benchmarks/compare_page.py [--runs 20] [--steps 2000]
+    /work/venv/bin/python benchmarks/compare_page.py [--quick] [--runs 20] [--steps 2000] [--json FILE]
 
-Seeds a temporary runs folder with 20 runs x 2,000 steps of 4 metrics (as a
-user's own loop logs them), a config per run that differs in three settings,
-and a mid-run config change in every fourth run. Then renders the page with
-AppTest, all 20 runs chosen and EMA smoothing on, and prints the seconds per
-render (target: at most 1.5 s) and the points each line sends to the browser.
+Seeds a temporary runs folder with 20 runs x 2,000 steps of 4 metrics (as a user's own
+loop logs them), a config per run that differs in three settings, and a mid-run config
+change in every fourth run. Then renders the page with AppTest, all 20 runs chosen and EMA
+smoothing on: the first render, the median render with the queries cached, and the median
+live refresh (queries run again). Target (issue 6): at most 1.5 s per render, and at most
+a few thousand points per chart trace. Prints a Markdown table; progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import math
-import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
 
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-import streamlit.logger  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
+from benchmarks import _apptest as bench  # noqa: E402
+from benchmarks.seeding import seed_step_runs  # noqa: E402
 from store import Store  # noqa: E402
 
-RENDERS = 5  # after one render that imports plotly and pandas
 TARGET_S = 1.5
-PAGE = REPO_ROOT / "dashboard" / "app_pages" / "compare.py"
+MAX_POINTS_PER_TRACE = 5_000  # "a few thousand": what a browser still draws smoothly
+FULL = {"runs": 20, "steps": 2_000}
+QUICK = {"runs": 20, "steps": 500}
 
 
-def seed(store: Store, runs: int, steps: int) -> list[str]:
-    run_ids = []
-    for index in range(runs):
-        run_id = f"loop_20260101_{index:06d}"
-        config = {"learning_rate": 10 ** -(2 + index % 3), "batch_size": 32 * (1 + index % 2),
-                  "optimizer": ["Adam", "SGD"][index % 2 == 1], "seed": 42}
-        store.create_run(model="custom", dataset="own", name=f"trial {index}", run_id=run_id)
-        store.add_config_version(run_id, config, source="cli", epoch=1)
-        noise = np.random.default_rng(index).uniform(-1, 1, steps)  # seeded: every run of the script is alike
-        for step in range(1, steps + 1):
-            if index % 4 == 0 and step == steps // 2:
-                config = {**config, "learning_rate": config["learning_rate"] / 10}
-                store.add_config_version(run_id, config, source="user", reason="plateau", epoch=step)
-            loss = (1 + index / runs) / math.sqrt(step) * (1 + 0.3 * noise[step - 1])
-            store.log_metrics(run_id, step, {"train/loss": loss, "val/loss": loss * 1.1,
-                                             "train/accuracy": 1 - min(loss, 1) / 2, "val/accuracy": 1 - min(loss, 1) / 1.8})
-        store.update_run(run_id, status="finished")
-        run_ids.append(run_id)
-    return run_ids
-
-
-def points(array) -> int:
-    """Points in one trace array of the chart's JSON; Plotly sends numpy arrays as base64 typed arrays."""
-    if isinstance(array, dict):
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).size
-    return len(array)
-
-
-def time_renders(at: AppTest, *, fresh_data: bool) -> list[float]:
-    seconds = []
-    for _ in range(RENDERS):
-        if fresh_data:
-            st.cache_data.clear()  # as on a live refresh, once the 2 s TTL of the queries has passed
+def page_figures(runs: int, steps: int, renders: int) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """Workload lines, figures and notes of the Compare page on a freshly seeded folder."""
+    with tempfile.TemporaryDirectory() as folder, bench.runs_folder(folder):
         started = time.perf_counter()
-        at.run()
-        seconds.append(time.perf_counter() - started)
-        if at.exception:
-            raise SystemExit(f"the page failed: {at.exception[0].message}")
-    return seconds
+        run_ids = seed_step_runs(Store(folder), runs, steps)
+        seeded_s = time.perf_counter() - started
+        bench.say(f"  compare page: seeded {runs} runs x {steps:,} steps in {seeded_s:.1f} s")
+        at = bench.page("compare.py")
+        at.run()  # the page as it opens (the two newest runs), then the comparison the figures time
+        at.multiselect(key="compare_runs").set_value(run_ids)
+        at.radio(key="compare_smoothing").set_value("ema")
+        figures = bench.render_figures("Compare page", at, TARGET_S, renders)
+        figures.append(bench.figure("Compare page: most points in one chart trace", bench.max_points_per_trace(at),
+                                    MAX_POINTS_PER_TRACE, "points"))
+        workload = [f"Compare page: {runs} runs x {steps:,} steps x 4 metrics, all chosen, EMA smoothing on"]
+        notes = [f"Compare page: {bench.chart_megabytes(at):.1f} MB of chart JSON per render"]
+    return workload, figures, notes
 
 
-def report(what: str, seconds: list[float]) -> None:
-    median = statistics.median(seconds)
-    verdict = "met" if median <= TARGET_S else "MISSED"
-    print(f"{what}: median {median:.2f} s, max {max(seconds):.2f} s (target <= {TARGET_S} s: {verdict})")
+def measure(quick: bool = False, **workload: int) -> dict[str, Any]:
+    """The Compare page's figures; ``quick`` uses 500 steps per run instead of 2,000."""
+    size = {**(QUICK if quick else FULL), **workload}
+    renders = bench.QUICK_RENDERS if quick else bench.RENDERS
+    bench.warm_up()
+    lines, figures, notes = page_figures(size["runs"], size["steps"], renders)
+    return bench.result("Compare page", lines, figures, notes)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    return bench.markdown(result)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=2_000, help="try 20000 to see the downsampling at work")
+    parser.add_argument("--quick", action="store_true", help="500 steps per run, fewer renders")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--steps", type=int, help="try 20000 to see the downsampling at work")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["TILLER_RUNS_DIR"] = folder
-        started = time.perf_counter()
-        run_ids = seed(Store(folder), args.runs, args.steps)
-        print(f"seeded {args.runs} runs x {args.steps:,} steps x 4 metrics in {time.perf_counter() - started:.1f} s")
-
-        at = AppTest.from_file(str(PAGE), default_timeout=60).run()
-        at.multiselect(key="compare_runs").set_value(run_ids)
-        at.radio(key="compare_smoothing").set_value("ema")
-        started = time.perf_counter()
-        at.run()
-        # After AppTest has applied its config: outside a server every cache clear logs a warning.
-        streamlit.logger.set_log_level("error")
-        print(f"first render with all {args.runs} runs, EMA on: {time.perf_counter() - started:.2f} s")
-        report("render, queries cached", time_renders(at, fresh_data=False))
-        report("render, queries run again (a live refresh)", time_renders(at, fresh_data=True))
-
-        spec = json.loads(next(c for c in at.get("plotly_chart") if c.key == "compare-chart").proto.spec)
-        lines = [points(trace["x"]) for trace in spec["data"] if trace["mode"] != "markers"]
-        print(f"lines sent: {len(lines)} (raw + smoothed per run), points per line: "
-              f"{min(lines):,} to {max(lines):,} of {args.steps:,} logged; chart JSON {len(json.dumps(spec)) / 1e6:.1f} MB")
+    size = {k: v for k, v in (("runs", args.runs), ("steps", args.steps)) if v is not None}
+    result = measure(args.quick, **size)
+    print(markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -52,42 +52,52 @@ def in_force(run_id: str) -> dict[str, Any] | None:
         return None
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+_LIVE_QUERIES = []  # the cached queries that expire after CACHE_TTL_S
+
+
+def _live_query(query):
+    """Cache ``query`` for one refresh interval (``CACHE_TTL_S``), and list it for ``forget_live_data``."""
+    cached = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)(query)
+    _LIVE_QUERIES.append(cached)
+    return cached
+
+
+@_live_query
 def _runs(folder: str) -> pd.DataFrame:
     return _store(folder).runs()
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _metrics(folder: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return _store(folder).metrics(run_ids)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _config_versions(folder: str, run_id: str) -> pd.DataFrame:
     return _store(folder).config_versions(run_id)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _events(folder: str, run_id: str, limit: int | None) -> pd.DataFrame:
     return _store(folder).events(run_id, limit)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _prediction_epochs(folder: str, run_id: str) -> list[int]:
     return _store(folder).prediction_epochs(run_id)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _advice(folder: str, run_id: str) -> pd.DataFrame:
     return _store(folder).advice(run_id)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _reports(folder: str, run_id: str) -> pd.DataFrame:
     return _store(folder).reports(run_id)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@_live_query
 def _revert_preview(folder: str, run_id: str, version: int) -> tuple[dict[str, Any], str]:
     from trainer.advisor.service import revert_updates  # here: only the run page needs the advisor
     from trainer.advisor.types import AdvisorError
@@ -150,6 +160,13 @@ def predictions(run_id: str, epoch: int):
 def advice(run_id: str) -> pd.DataFrame:
     """The run's advice, newest first (see ``Store.advice``)."""
     return _advice(runs_dir(), run_id)
+
+
+def forget_live_data() -> None:
+    """Drop every cached query that expires, as if its TTL had passed, and keep the data that
+    never changes (an epoch's predictions): what a live refresh after ``CACHE_TTL_S`` reads afresh."""
+    for query in _LIVE_QUERIES:
+        query.clear()
 
 
 def forget_advice() -> None:
