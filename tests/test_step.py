@@ -40,6 +40,15 @@ def test_clipping_bounds_the_global_norm_and_reports_it_before():
     assert before > 100 and float(after) == pytest.approx(0.5, rel=1e-4)
 
 
+def test_without_clipping_the_norm_is_reported_and_the_gradients_are_left_alone():
+    model = torch.nn.Linear(4, 1)
+    model(torch.full((1, 4), 100.0)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    reported = clip_gradients(model, validate_config({"gradient_clipping": False}))
+    assert reported == pytest.approx(float(torch.nn.utils.get_total_norm(grads)))
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+
+
 # --------------------------------------------------------- in the running loop
 
 

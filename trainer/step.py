@@ -99,6 +99,9 @@ def gradient_norm(model: nn.Module) -> float:
 
 def clip_gradients(model: nn.Module, config: TrainConfig) -> float:
     """Clip if enabled; returns the global gradient norm before clipping."""
-    limit = config.gradient_clipping_value if config.gradient_clipping else math.inf
+    if not config.gradient_clipping:
+        # Only measure: clip_grad_norm_ with an infinite limit still multiplies every
+        # gradient by 1.0, which cost about a tenth of the digits MLP's epoch, every step.
+        return gradient_norm(model)
     params = [p for p in model.parameters() if p.grad is not None]
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    return float(torch.nn.utils.clip_grad_norm_(params, config.gradient_clipping_value))
