@@ -15,10 +15,12 @@ its starting weights for the whole of a short run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
-from timm.utils import ModelEmaV3
+
+if TYPE_CHECKING:
+    from timm.utils import ModelEmaV3
 
 
 class EmaTracker:
@@ -45,6 +47,10 @@ class EmaTracker:
 
     def start(self, model: nn.Module, decay: float) -> None:
         """Begin from a copy of ``model``'s weights as they are now (also mid-run)."""
+        # Imported here, like timm in trainer/models.py: importing it takes seconds, and
+        # every run would pay them at start, the MLP's that never use timm included.
+        from timm.utils import ModelEmaV3
+
         self._ema = ModelEmaV3(model, decay=decay, use_warmup=self.warmup)
         for parameter in self._ema.module.parameters():
             parameter.requires_grad_(False)  # the average is never trained: no autograd graph
