@@ -135,7 +135,41 @@ def _create_advice_tables(db: sqlite_utils.Database) -> None:
     db["reports"].create_index(["run_id", "version"], index_name="reports_by_run")
 
 
-MIGRATIONS = [_create_core_tables, _create_prediction_tables, _add_train_class_counts, _create_advice_tables]
+def _cluster_metrics_by_series(db: sqlite_utils.Database) -> None:
+    # Store each (run, split, name) series contiguously, in epoch order: one
+    # metric of one run is then a single range of one b-tree, reading everything
+    # needs no sort, and a commit dirties two b-trees instead of three (the
+    # rowid table, its key index and the by-name index). The epoch index serves
+    # "latest epoch of a run" and the epoch filter.
+    db.execute(
+        """
+        CREATE TABLE metrics_by_series (
+          run_id TEXT NOT NULL REFERENCES runs(id),
+          split TEXT NOT NULL,
+          name TEXT NOT NULL,
+          epoch INTEGER NOT NULL,
+          value REAL,
+          time REAL,
+          PRIMARY KEY (run_id, split, name, epoch)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        "INSERT INTO metrics_by_series (run_id, split, name, epoch, value, time)"
+        " SELECT run_id, split, name, epoch, value, time FROM metrics"
+    )
+    db.execute("DROP TABLE metrics")
+    db.execute("ALTER TABLE metrics_by_series RENAME TO metrics")
+    db.execute("CREATE INDEX metrics_by_epoch ON metrics (run_id, epoch)")
+
+
+MIGRATIONS = [
+    _create_core_tables,
+    _create_prediction_tables,
+    _add_train_class_counts,
+    _create_advice_tables,
+    _cluster_metrics_by_series,
+]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -7,6 +7,11 @@
 
 Leaving the block marks the run finished; an exception marks it failed with the
 traceback (and re-raises); Ctrl-C marks it stopped.
+
+``log`` returns without touching the disk: a background ``MetricWriter``
+commits what was logged, in batches. ``flush`` waits for it; the built-in
+trainer flushes at every epoch boundary, ``checkpoint`` flushes first (a
+checkpoint is never ahead of its metrics) and leaving the block flushes too.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import threading
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
+
+from store.rows import metric_rows
+from store.writer import MetricWriter
 
 if TYPE_CHECKING:
     from store.store import Store
@@ -30,11 +38,13 @@ class Run:
         self._final_status = "finished"
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
+        self._writer: MetricWriter | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> "Run":
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._writer = MetricWriter(self.store.write_metric_rows, name=f"metrics-{self.id}")
         self._beater = threading.Thread(target=self._beat_forever, name=f"heartbeat-{self.id}", daemon=True)
         self._beater.start()
         return self
@@ -43,6 +53,15 @@ class Run:
         self._stop_beating.set()
         if self._beater is not None:
             self._beater.join(timeout=HEARTBEAT_INTERVAL_S)
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            if exc_type is None:
+                writer.close()  # a failed last write fails the run below, with the error
+            else:
+                try:
+                    writer.close()
+                except Exception as error:  # the run already failed; say that metrics were lost too
+                    self.event("error", f"Could not write the last metrics: {error}")
         if exc_type is None:
             self.store.update_run(self.id, status=self._final_status)
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -68,8 +87,21 @@ class Run:
     # -------------------------------------------------------------- logging
 
     def log(self, epoch: int, metrics: Mapping[str, float] | None = None, **named: float) -> None:
-        """Log one epoch's metrics: ``{"train/loss": ...}`` and/or ``lr=...``."""
-        self.store.log_metrics(self.id, epoch, {**(metrics or {}), **named})
+        """Log one epoch's metrics: ``{"train/loss": ...}`` and/or ``lr=...``.
+
+        Returns at once; the rows are committed in the background (see ``flush``).
+        Outside a ``with`` block it writes synchronously.
+        """
+        rows = metric_rows(self.id, epoch, {**(metrics or {}), **named})
+        if self._writer is None:
+            self.store.write_metric_rows(rows)
+        else:
+            self._writer.put(rows)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything logged so far is committed to the database."""
+        if self._writer is not None:
+            self._writer.flush(timeout)
 
     def event(self, level: str, message: str, epoch: int | None = None) -> None:
         self.store.add_event(self.id, level, message, epoch)
@@ -91,4 +123,5 @@ class Run:
         self.store.update_run(self.id, status=status)
 
     def checkpoint(self, *, kind: str, epoch: int, path: str | Path, metric: str = "", value: float | None = None) -> None:
+        self.flush()  # a resumed run must find the metrics of every epoch up to its checkpoint
         self.store.record_checkpoint(self.id, kind=kind, epoch=epoch, path=path, metric=metric, value=value)

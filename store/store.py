@@ -7,8 +7,9 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -17,6 +18,7 @@ from store.configdiff import diff_configs
 from store.db import connect
 from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
 from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
+from store.rows import MetricRow, metric_rows, metrics_frame
 from store.run import Run
 
 STATUSES = ("running", "paused", "finished", "failed", "stopped")
@@ -30,12 +32,6 @@ SOURCES = ("user", "file", "llm", "cli")
 
 class RunNotFound(LookupError):
     """No run matches the given id or prefix."""
-
-
-def split_metric_key(key: str) -> tuple[str, str]:
-    """``"val/loss"`` -> ``("val", "loss")``; ``"lr"`` -> ``("", "lr")``."""
-    split, _, name = key.rpartition("/")
-    return split, name
 
 
 class Store(AdviceQueries):
@@ -106,22 +102,27 @@ class Store(AdviceQueries):
             self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", [time.time(), run_id])
 
     def log_metrics(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Store one epoch's metrics; keys are ``"split/name"`` or a bare ``"name"``.
+        """Store one epoch's metrics now; keys are ``"split/name"`` or a bare ``"name"``.
 
-        Logging the same (epoch, split, name) again replaces the value.
+        Logging the same (epoch, split, name) again replaces the value. A
+        training loop logs through ``Run.log`` instead, which does not wait.
         """
+        self.write_metric_rows(metric_rows(run_id, epoch, metrics))
+
+    def write_metric_rows(self, rows: Sequence[MetricRow]) -> None:
+        """Commit rows from ``metric_rows`` in one transaction; marks their runs updated."""
+        if not rows:
+            return
         now = time.time()
-        rows = []
-        for key, value in metrics.items():
-            split, name = split_metric_key(key)
-            rows.append((run_id, int(epoch), split, name, float(value), now))
         with self._lock, self.db.conn:
             self.db.conn.executemany(
-                "INSERT OR REPLACE INTO metrics (run_id, epoch, split, name, value, time)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO metrics (run_id, split, name, epoch, value, time) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self.db.execute("UPDATE runs SET updated = ?, heartbeat = ? WHERE id = ?", [now, now, run_id])
+            self.db.conn.executemany(
+                "UPDATE runs SET updated = ?, heartbeat = ? WHERE id = ?",
+                [(now, now, run_id) for run_id in {row[0] for row in rows}],
+            )
 
     def add_config_version(
         self,
@@ -271,7 +272,11 @@ class Store(AdviceQueries):
         splits: Iterable[str] | None = None,
         epochs: Iterable[int] | None = None,
     ) -> pd.DataFrame:
-        """Metrics in long form (run_id, epoch, split, name, value, time)."""
+        """Metrics in long form (run_id, epoch, split, name, value, time).
+
+        One series after another: sorted by run_id, split, name, then epoch,
+        the order they are stored in. A NaN that was logged reads back as NaN.
+        """
         where, params = [], []
         for column, values in (("run_id", run_ids), ("name", names), ("split", splits), ("epoch", epochs)):
             if values is not None:
@@ -279,10 +284,26 @@ class Store(AdviceQueries):
                 where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
                 params.extend(values)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self._query(
-            f"SELECT run_id, epoch, split, name, value, time FROM metrics {clause} ORDER BY run_id, epoch, split, name",
-            params,
-        )
+        with self._lock, self._read_snapshot():
+            series = self.db.execute(
+                f"SELECT run_id, split, name, COUNT(*) FROM metrics {clause}"
+                " GROUP BY run_id, split, name ORDER BY run_id, split, name",
+                params,
+            ).fetchall()
+            numbers = self.db.execute(
+                f"SELECT epoch, COALESCE(value, 'nan'), time FROM metrics {clause} ORDER BY run_id, split, name, epoch",
+                params,
+            )
+            return metrics_frame(series, numbers, total=sum(count for *_, count in series))
+
+    @contextmanager
+    def _read_snapshot(self):
+        """One read transaction: queries inside it see the same commits, whatever a trainer writes meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def config_versions(self, run_id: str) -> pd.DataFrame:
         """The run's config history; ``config`` and ``diff`` parsed to dicts."""

@@ -107,6 +107,7 @@ def test_an_autopilot_step_sends_nothing_once_the_user_turned_it_off(store, monk
                     train_counts=[800, 800])
     for epoch in range(1, 6):
         run.log(epoch, {"train/loss": 0.5, "val/loss": 0.5, "train/accuracy": 0.8, "val/accuracy": 0.8})
+    run.flush()
     events = []
     autopilot = Autopilot(store.runs_dir, run.id, lambda level, text, epoch=None: events.append(text))
     request_change(live, {"autopilot": False}, source="user", reason="off")  # not applied yet

@@ -113,6 +113,7 @@ class EpochLoop:
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
             self.run.log(epoch, metrics)
+            self.run.flush()  # the epoch is durable before anything reports it done
             self.run.predictions(epoch, self.last_probs.numpy())
             self.autopilot.after_epoch(epoch, self.state.config)
             self.write_state(epoch)

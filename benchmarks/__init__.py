@@ -1,0 +1,1 @@
+"""Tiller's benchmarks: ``python -m benchmarks`` runs them all (see ``__main__.py``)."""
