@@ -11,6 +11,11 @@ grey (or the run's colour) for the same reason: both read on a light and on a da
 
 The Compare page's curves are smoothed (``dashboard.smoothing``) and reduced to
 a point budget (``dashboard.downsample``) here, so every caller draws them alike.
+
+Figures are built in one go from plain dicts (traces, shapes, layout): Plotly
+validates a figure built property by property (``add_scatter``, ``add_vline``,
+``update_layout``) at every step, several times slower, and the live pages
+redraw these charts every two seconds.
 """
 
 from __future__ import annotations
@@ -61,11 +66,13 @@ def _select(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
     return rows.sort_values("epoch")
 
 
-def _layout(fig: go.Figure, *, title: str, y_title: str, last_epoch: int) -> go.Figure:
-    fig.update_layout(
-        title=title,
-        xaxis_title="epoch",
-        yaxis_title=y_title,
+def _layout(*, title: str, y_title: str, last_epoch: int) -> dict[str, Any]:
+    """The layout every per-epoch chart shares."""
+    return dict(
+        title=dict(text=title),
+        # Epochs are whole numbers: never let Plotly put a tick at epoch 1.5.
+        xaxis=dict(title=dict(text="epoch"), tickformat="d", tick0=1, dtick=max(1, math.ceil(last_epoch / 12))),
+        yaxis=dict(title=dict(text=y_title)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
         margin=dict(l=10, r=10, t=70, b=10),
         hovermode="x unified",
@@ -75,29 +82,26 @@ def _layout(fig: go.Figure, *, title: str, y_title: str, last_epoch: int) -> go.
         # live page redraws the figure with one more epoch.
         uirevision="keep",
     )
-    # Epochs are whole numbers: never let Plotly put a tick at epoch 1.5.
-    fig.update_xaxes(tickformat="d", tick0=1, dtick=max(1, math.ceil(last_epoch / 12)))
-    return fig
 
 
 def _last_epoch(frame: pd.DataFrame) -> int:
     return int(frame["epoch"].max()) if not frame.empty else 1
 
 
-def train_val_figure(metrics: pd.DataFrame, name: str) -> go.Figure:
-    """Training (markers) and validation (line) values of ``name`` per epoch, as in seed 004."""
-    fig = go.Figure()
+def train_val_figure(metrics: pd.DataFrame, name: str, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+    """Training (markers) and validation (line) values of ``name`` per epoch, as in seed 004;
+    each reduced to ``max_points`` (min/max per bucket) when longer, as a user's loop logging
+    steps makes them."""
+    traces = []
     for split, mode in (("train", "markers"), ("val", "lines")):
-        rows = _select(metrics, split, name)
+        rows, _ = downsample(_select(metrics, split, name), max_points)
         if mode == "lines" and len(rows) == 1:
             mode = "lines+markers"  # a line through one point draws nothing
-        fig.add_scatter(
-            x=rows["epoch"], y=rows["value"], mode=mode, name=metric_title(split, name),
-            hovertemplate="%{y:.4f}",
-        )
+        traces.append(dict(type="scatter", x=rows["epoch"], y=rows["value"], mode=mode, name=metric_title(split, name),
+                           hovertemplate="%{y:.4f}"))
     title = f"Training and validation {NAME_TITLES.get(name, name)}"
-    return _layout(fig, title=title, y_title=NAME_TITLES.get(name, name),
-                   last_epoch=_last_epoch(metrics[metrics["name"] == name]))
+    return go.Figure(data=traces, layout=_layout(title=title, y_title=NAME_TITLES.get(name, name),
+                                                 last_epoch=_last_epoch(metrics[metrics["name"] == name])))
 
 
 def _change_hover(version: Mapping) -> str:
@@ -111,43 +115,55 @@ def _change_hover(version: Mapping) -> str:
     return "<br>".join(lines)
 
 
-def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame) -> go.Figure:
-    """Learning rate per epoch, with a dotted line where each later config version took effect."""
+def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+    """Learning rate per epoch, with a dotted line where each later config version took effect;
+    reduced to ``max_points`` (min/max per bucket) when longer."""
     lr = _select(metrics, "", "lr")
-    fig = go.Figure()
+    drawn, _ = downsample(lr, max_points)
     # The lr holds for a whole epoch, so draw steps rather than slopes.
-    fig.add_scatter(x=lr["epoch"], y=lr["value"], mode="lines+markers", line_shape="hv",
-                    name="learning rate", hovertemplate="%{y:.3~g}")
+    traces = [dict(type="scatter", x=drawn["epoch"], y=drawn["value"], mode="lines+markers", line=dict(shape="hv"),
+                   name="learning rate", hovertemplate="%{y:.3~g}")]
     # Version 1 is the config the run started with; later versions are changes.
     changes = [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
-    for change in changes:
-        fig.add_vline(
-            x=change["epoch"], line_dash="dot", line_color=MARKER_GREY,
-            annotation_text=f"v{change['version']} {change['source']}", annotation_position="top",
-            annotation_hovertext=_change_hover(change), annotation_font_color=MARKER_GREY,
-        )
     if changes:
         # Markers at the lr each version set, so hovering the curve shows the change too.
-        fig.add_scatter(
-            x=[c["epoch"] for c in changes], y=[c["config"].get("learning_rate") for c in changes],
+        traces.append(dict(
+            type="scatter", x=[c["epoch"] for c in changes], y=[c["config"].get("learning_rate") for c in changes],
             mode="markers", name="config change", marker=dict(symbol="diamond", size=11, color=MARKER_GREY),
             hovertext=[_change_hover(c) for c in changes], hoverinfo="text",
-        )
+        ))
     last_epoch = max([_last_epoch(lr)] + [int(c["epoch"]) for c in changes])
-    _layout(fig, title="Learning rate and config changes", y_title="learning rate (log scale)",
-            last_epoch=last_epoch)
-    fig.update_layout(height=LR_HEIGHT_PX)
+    layout = _layout(title="Learning rate and config changes", y_title="learning rate (log scale)",
+                     last_epoch=last_epoch)
+    layout["height"] = LR_HEIGHT_PX
+    if changes:
+        # A dotted line across the plot at each change, labelled above it.
+        layout["shapes"] = [_change_line(change["epoch"]) for change in changes]
+        layout["annotations"] = [_change_label(change) for change in changes]
     # Learning rates are changed by factors (÷10, ×3): on a log axis each change is a
     # step of its true size. Ticks sit at the rates actually used, so each step of
     # the curve is labelled with its value; the padding keeps a constant lr off the edges.
     rates = set(lr["value"]) | {c["config"].get("learning_rate") for c in changes}
     used = sorted(r for r in rates if r is not None and r > 0)
-    fig.update_yaxes(type="log", tickformat="~g")
+    layout["yaxis"].update(type="log", tickformat="~g")
     if used:
-        fig.update_yaxes(range=[math.log10(used[0]) - 0.3, math.log10(used[-1]) + 0.3])
+        layout["yaxis"]["range"] = [math.log10(used[0]) - 0.3, math.log10(used[-1]) + 0.3]
         if len(used) <= MAX_LR_TICKS:
-            fig.update_yaxes(tickvals=used)
-    return fig
+            layout["yaxis"]["tickvals"] = used
+    return go.Figure(data=traces, layout=layout)
+
+
+def _change_line(epoch: int) -> dict[str, Any]:
+    """A vertical dotted line at ``epoch`` spanning the plot's height (what ``add_vline`` draws)."""
+    return dict(type="line", x0=epoch, x1=epoch, xref="x", y0=0, y1=1, yref="y domain",
+                line=dict(color=MARKER_GREY, dash="dot"))
+
+
+def _change_label(change: Mapping) -> dict[str, Any]:
+    """The version and its source above the change's line; hovering it shows the change."""
+    return dict(x=change["epoch"], xref="x", xanchor="center", y=1, yref="y domain", yanchor="bottom",
+                text=f"v{change['version']} {change['source']}", showarrow=False,
+                hovertext=_change_hover(change), font=dict(color=MARKER_GREY))
 
 
 class CompareChart(NamedTuple):
@@ -178,65 +194,75 @@ def compare_figure(
     smoothed = smooth_runs(selected, smoothing).to_numpy()
     # Row positions per run, in epoch order: numpy slices, far cheaper than sub-frames per run.
     positions = selected.groupby("run_id", sort=False).indices
-    fig = go.Figure()
+    traces = []
     reduced_lengths = set()
     for index, (run_id, label) in enumerate(labels.items()):
         rows = positions.get(run_id, np.array([], dtype=int))
         colour = RUN_COLOURS[index % len(RUN_COLOURS)]
         if smoothing.active:
-            _add_faint_raw_line(fig, epochs[rows], raw[rows], label, run_id, colour, max_points, method)
+            traces.append(_faint_raw_line(epochs[rows], raw[rows], label, run_id, colour, max_points, method))
         curve = pd.DataFrame({"epoch": epochs[rows], "value": smoothed[rows]})
         points, reduced = downsample(curve, max_points, method=method)
-        fig.add_scatter(x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=label, legendgroup=run_id,
-                        mode="lines+markers" if len(points) <= MARKERS_UP_TO else "lines",
-                        line_color=colour, marker_color=colour, hovertemplate="%{y:.4~g}")
+        traces.append(dict(type="scatter", x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=label,
+                           legendgroup=run_id, mode="lines+markers" if len(points) <= MARKERS_UP_TO else "lines",
+                           line=dict(color=colour), marker=dict(color=colour), hovertemplate="%{y:.4~g}"))
         if reduced:
             reduced_lengths.add(len(rows))
         if versions is not None and run_id in versions:
-            _add_change_markers(fig, curve, versions[run_id], label, run_id, colour)
+            traces += _change_markers(curve, versions[run_id], label, run_id, colour)
     title = metric_title(split, name)
     smoothed_by = f", {smoothing.describe()}" if smoothing.active else ""
-    _layout(fig, title=f"{title} by run{smoothed_by}", y_title=title[:1].lower() + title[1:],
-            last_epoch=_last_epoch(selected))
+    layout = _layout(title=f"{title} by run{smoothed_by}", y_title=title[:1].lower() + title[1:],
+                     last_epoch=_last_epoch(selected))
     if len(labels) > UNIFIED_HOVER_UP_TO:
-        fig.update_layout(hovermode="closest")
-    return CompareChart(fig, _reduction_note(reduced_lengths, max_points, method))
+        layout["hovermode"] = "closest"
+    return CompareChart(go.Figure(data=traces, layout=layout),
+                        _reduction_note(reduced_lengths, max_points, method, per="run"))
 
 
-def _add_faint_raw_line(fig: go.Figure, epochs: np.ndarray, values: np.ndarray, label: str, run_id: str,
-                        colour: str, max_points: int, method: Method) -> None:
+def _faint_raw_line(epochs: np.ndarray, values: np.ndarray, label: str, run_id: str, colour: str, max_points: int,
+                    method: Method) -> dict[str, Any]:
     points, _ = downsample(pd.DataFrame({"epoch": epochs, "value": values}), max_points, method=method)
     # No legend entry and no hover: the legend and the hover box list one line per run.
-    fig.add_scatter(x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=f"{label} (raw)",
-                    legendgroup=run_id, showlegend=False, hoverinfo="skip", opacity=RAW_OPACITY, mode="lines",
-                    line_color=colour)
+    return dict(type="scatter", x=points["epoch"].to_numpy(), y=points["value"].to_numpy(), name=f"{label} (raw)",
+                legendgroup=run_id, showlegend=False, hoverinfo="skip", opacity=RAW_OPACITY, mode="lines",
+                line=dict(color=colour))
 
 
-def _add_change_markers(fig: go.Figure, curve: pd.DataFrame, versions: pd.DataFrame, label: str, run_id: str,
-                        colour: str) -> None:
-    """A diamond on the run's line at each config change (version 2 on), hover showing the change."""
+def _change_markers(curve: pd.DataFrame, versions: pd.DataFrame, label: str, run_id: str,
+                    colour: str) -> list[dict[str, Any]]:
+    """A diamond on the run's line at each config change (version 2 on), hover showing the change;
+    no trace when the run has no change or nothing drawn to put one on."""
     if versions.empty or versions["version"].max() < 2:
-        return
+        return []
     drawn = np.isfinite(curve["value"].to_numpy())
     if not drawn.any():
-        return
+        return []
     changes = versions[versions["version"] > 1].to_dict("records")
     epochs = [change["epoch"] for change in changes]
     # A change can fall between logged points (or after the last): place it on the line there.
     heights = np.interp(epochs, curve["epoch"].to_numpy()[drawn], curve["value"].to_numpy()[drawn])
-    fig.add_scatter(
-        x=epochs, y=heights, mode="markers", name=f"{label}: config changes", legendgroup=run_id,
+    return [dict(
+        type="scatter", x=epochs, y=heights, mode="markers", name=f"{label}: config changes", legendgroup=run_id,
         showlegend=False, marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color=MARKER_GREY)),
         hovertext=[f"{html.escape(label)}<br>{_change_hover(change)}" for change in changes], hoverinfo="text",
-    )
+    )]
 
 
-def _reduction_note(reduced_lengths: set[int], max_points: int, method: Method) -> str:
+def run_curves_note(metrics: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS) -> str:
+    """What the run page's curves (``train_val_figure``, ``lr_figure``) leave out, for a caption;
+    empty when every point is drawn."""
+    lengths = metrics.groupby(["split", "name"]).size() if not metrics.empty else pd.Series(dtype=int)
+    reduced = {int(n) for n in lengths if n > max_points}
+    return _reduction_note(reduced, max_points, "minmax", per="curve")
+
+
+def _reduction_note(reduced_lengths: set[int], max_points: int, method: Method, *, per: str) -> str:
     if not reduced_lengths:
         return ""
     longest = max(reduced_lengths)
     of = f"{longest:,}" if len(reduced_lengths) == 1 else f"up to {longest:,}"
-    return f"Showing at most {max_points:,} of {of} points per run: {METHOD_NOTES[method]}."
+    return f"Showing at most {max_points:,} of {of} points per {per}: {METHOD_NOTES[method]}."
 
 
 # ------------------------------------------------------------ hyperparameters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
 from dashboard import charts
@@ -66,6 +67,30 @@ def test_lr_figure_without_changes_has_no_markers():
 def test_lr_figure_marks_a_change_before_its_epoch_is_logged():
     fig = charts.lr_figure(long_metrics(epochs=3), versions((4, 1e-2, "llm", "")))
     assert [shape.x0 for shape in fig.layout.shapes] == [4]
+
+
+def test_lr_figure_draws_each_change_as_plotly_add_vline_would():
+    # The lines and labels are built as plain dicts (faster); they must stay what add_vline draws.
+    fig = charts.lr_figure(long_metrics(epochs=6), versions((4, 1e-4, "user", "plateau")))
+    reference = go.Figure().add_vline(x=4, line_dash="dot", line_color=charts.MARKER_GREY, annotation_text="v2 user",
+                                      annotation_position="top", annotation_hovertext=fig.layout.annotations[0].hovertext,
+                                      annotation_font_color=charts.MARKER_GREY)
+    assert fig.layout.shapes[0].to_plotly_json() == reference.layout.shapes[0].to_plotly_json()
+    assert fig.layout.annotations[0].to_plotly_json() == reference.layout.annotations[0].to_plotly_json()
+
+
+def test_run_page_curves_of_a_long_step_loop_are_reduced_keeping_their_peaks():
+    lr = step_metrics("a", 20_000).assign(split="", name="lr", value=1e-3)
+    lr.loc[lr["epoch"] > 10_000, "value"] = 1e-4
+    metrics = pd.concat([step_metrics("a", 20_000), step_metrics("a", 20_000).assign(split="train"), lr])
+    loss = charts.train_val_figure(metrics, "loss", max_points=2_000)
+    assert [len(trace.x) for trace in loss.data] == [2_000, 2_000]
+    assert max(loss.data[1].y) == 5.0 and (loss.data[1].x[0], loss.data[1].x[-1]) == (1, 20_000)
+    rates = charts.lr_figure(metrics, versions(), max_points=2_000)
+    assert len(rates.data[0].x) <= 2_000 and list(rates.layout.yaxis.tickvals) == [1e-4, 1e-3]
+    assert charts.run_curves_note(metrics, max_points=2_000) == (
+        "Showing at most 2,000 of 20,000 points per curve: min/max per bucket keeps every peak.")
+    assert charts.run_curves_note(long_metrics()) == ""
 
 
 def test_compare_figure_has_one_line_per_run_in_order():

@@ -57,6 +57,9 @@ def show_curves(run_id: str) -> None:
                           width="stretch")
     st.plotly_chart(charts.lr_figure(metrics, data.config_versions(run_id)), key=f"lr-{run_id}",
                     width="stretch")
+    note = charts.run_curves_note(metrics)  # a loop that logs steps, not epochs, can log thousands
+    if note:
+        st.caption(note)
 
 
 def show_latest_error(events: pd.DataFrame) -> None:
