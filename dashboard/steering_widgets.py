@@ -164,6 +164,12 @@ def form_sections() -> list[tuple[str, list[str], bool]]:
 
 
 def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int) -> None:
+    missing = [key for key in hot_keys() if key not in config]
+    if missing:
+        # A user's own loop may record any config; only the built-in trainer reads the live file.
+        st.info(f"This run's config is not a Tiller trainer config (it has no {md_escape(missing[0])}, for one), "
+                "so there is nothing here to steer: the form changes runs started with `tiller train`.")
+        return
     ended = ENDED_EXPLANATIONS.get(status)
     if ended:
         st.info(ended)

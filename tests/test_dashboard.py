@@ -105,6 +105,18 @@ def test_run_page_shows_charts_config_and_form(runs_store):
     assert "learning_rate 0.001 → 0.0001" in history["changes"].iloc[0]
 
 
+def test_run_page_reduces_the_curves_of_a_long_step_loop(runs_store):
+    runs_store.create_run(model="custom", dataset="own", name="steps", run_id="loop_20260101_000001")
+    for step in range(1, 3_001):  # a user's own loop logs steps as "epochs"
+        runs_store.log_metrics("loop_20260101_000001", step, {"train/loss": 1.0 / step, "val/loss": 1.1 / step})
+    runs_store.add_config_version("loop_20260101_000001", {"lr": 0.1, "width": 64}, source="cli", epoch=1)
+    at = run_page("loop_20260101_000001")
+    assert not at.exception
+    assert "nothing here to steer" in texts(at.info)  # its own config has none of the trainer's keys
+    assert "Showing at most 2,000 of 3,000 points per curve" in texts(at.caption)
+    assert [points(t["x"]) for t in chart_spec(at, "loss-loop_20260101_000001")["data"]] == [2_000, 2_000]
+
+
 def test_run_page_defaults_to_newest_live_run(runs_store):
     seed_run(runs_store, "mlp_20260101_000001", name="live one")
     seed_run(runs_store, "mlp_20260101_000002", name="done", status="finished")
