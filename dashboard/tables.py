@@ -104,12 +104,13 @@ def config_diff_table(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 def final_metrics_table(runs: pd.DataFrame, metrics: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
     """Per run: the last epoch's train/val loss and accuracy, the best val accuracy, the epochs."""
+    # Grouped once over all the runs' rows: a mask per run would scan every row again for each run.
+    last = last_epoch_values(metrics)
+    accuracy = metrics[(metrics["split"] == "val") & (metrics["name"] == "accuracy")]
+    best = accuracy.groupby("run_id")["value"].max()
     rows = []
     for run in runs.to_dict("records"):
-        own = metrics[metrics["run_id"] == run["id"]]
-        last = own[own["epoch"] == own["epoch"].max()] if not own.empty else own
-        value = {f"{s}/{n}": v for s, n, v in zip(last["split"], last["name"], last["value"])}
-        best = own[(own["split"] == "val") & (own["name"] == "accuracy")]["value"]
+        value = last.get(run["id"], {})
         rows.append(
             {
                 "run": labels.get(run["id"], run["id"]),
@@ -120,10 +121,19 @@ def final_metrics_table(runs: pd.DataFrame, metrics: pd.DataFrame, labels: Mappi
                 "val loss": value.get("val/loss"),
                 "train accuracy": value.get("train/accuracy"),
                 "val accuracy": value.get("val/accuracy"),
-                "best val accuracy": best.max() if not best.empty else None,
+                "best val accuracy": best.get(run["id"]),
             }
         )
     return pd.DataFrame(rows)
+
+
+def last_epoch_values(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Run id -> the values logged at that run's last epoch, by ``"split/name"``."""
+    last = metrics[metrics["epoch"] == metrics.groupby("run_id")["epoch"].transform("max")]
+    values: dict[str, dict[str, float]] = {}
+    for run_id, split, name, value in zip(last["run_id"], last["split"], last["name"], last["value"]):
+        values.setdefault(run_id, {})[f"{split}/{name}"] = value
+    return values
 
 
 def in_force_table(state: Mapping[str, Any]) -> pd.DataFrame:
