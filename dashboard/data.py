@@ -3,7 +3,10 @@
 Every cached query is keyed by the runs folder, so two folders (or two tests)
 never see each other's rows. The TTL matches the live refresh: a page that
 redraws every 2 s asks the database at most once per interval, however many
-browser sessions are open.
+browser sessions are open. What a run that has ended logged never changes (the
+trainer writes every row before it sets the final status), so its metrics and
+config history are read once and kept, and a page comparing finished runs
+re-reads only the runs list.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from typing import Any, Iterable
 import pandas as pd
 import streamlit as st
 
-from store import Store, resolve_runs_dir
+from store import RunNotFound, Store, resolve_runs_dir
 from trainer import live_config
 from trainer.live_config import STATE_FILENAME
 
 REFRESH_S = 2.0  # how often live parts of the pages redraw
 CACHE_TTL_S = REFRESH_S
+ENDED_STATUSES = ("finished", "failed", "stopped")  # final: nothing more is logged after them
+ENDED_RUNS_KEPT = 64  # runs whose metrics stay cached: a full comparison (50 runs) and a few more
 
 
 def runs_dir() -> str:
@@ -68,12 +73,30 @@ def _runs(folder: str) -> pd.DataFrame:
 
 
 @_live_query
+def _ended_run_ids(folder: str) -> frozenset[str]:
+    runs = _runs(folder)
+    return frozenset(runs.loc[runs["status"].isin(ENDED_STATUSES), "id"])
+
+
+@_live_query
 def _metrics(folder: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return _store(folder).metrics(run_ids)
 
 
+@st.cache_data(show_spinner=False, max_entries=ENDED_RUNS_KEPT)
+def _ended_run_metrics(folder: str, run_id: str) -> pd.DataFrame:
+    # No TTL: only called for a run that has ended, whose metrics are final.
+    return _store(folder).metrics([run_id])
+
+
 @_live_query
 def _config_versions(folder: str, run_id: str) -> pd.DataFrame:
+    return _store(folder).config_versions(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _ended_config_versions(folder: str, run_id: str) -> pd.DataFrame:
+    # No TTL: an ended run's config never changes again (a revert needs a live run).
     return _store(folder).config_versions(run_id)
 
 
@@ -119,9 +142,17 @@ def runs() -> pd.DataFrame:
     return _runs(runs_dir())
 
 
+@_live_query
+def _run_record(folder: str, run_id: str) -> dict[str, Any] | None:
+    try:
+        return _store(folder).run(run_id)
+    except RunNotFound:
+        return None
+
+
 def run_record(run_id: str) -> dict[str, Any] | None:
-    match = runs()[lambda df: df["id"] == run_id]
-    return None if match.empty else match.iloc[0].to_dict()
+    """One run as ``runs()`` lists it, or ``None``; read alone, not out of every run in the folder."""
+    return _run_record(runs_dir(), run_id)
 
 
 def fresh_run_record(run_id: str) -> dict[str, Any]:
@@ -130,11 +161,26 @@ def fresh_run_record(run_id: str) -> dict[str, Any]:
 
 
 def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
-    return _metrics(runs_dir(), tuple(run_ids))
+    """The runs' metrics in long form, ordered by run id as ``Store.metrics`` returns them.
+
+    Read per run, so that ended runs come from the cache that never expires and only
+    live runs are read again after each refresh interval.
+    """
+    folder, ids = runs_dir(), sorted(set(run_ids))
+    if not ids:
+        return _metrics(folder, ())
+    ended = _ended_run_ids(folder)
+    frames = [_ended_run_metrics(folder, i) if i in ended else _metrics(folder, (i,)) for i in ids]
+    # Empty frames carry no dtypes; left in, they would turn the value column into objects.
+    frames = [frame for frame in frames if not frame.empty] or frames[:1]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def config_versions(run_id: str) -> pd.DataFrame:
-    return _config_versions(runs_dir(), run_id)
+    folder = runs_dir()
+    if run_id in _ended_run_ids(folder):
+        return _ended_config_versions(folder, run_id)
+    return _config_versions(folder, run_id)
 
 
 def current_config(run_id: str) -> dict[str, Any] | None:
