@@ -5,8 +5,8 @@
 Seeds a temporary runs folder with 20 runs x 2,000 steps of 4 metrics (as a user's own
 loop logs them), a config per run that differs in three settings, and a mid-run config
 change in every fourth run. Then renders the page with AppTest, all 20 runs chosen and EMA
-smoothing on: the first render, the median render with the queries cached, and the median
-live refresh (queries run again). Target (issue 6): at most 1.5 s per render, and at most
+smoothing on: medians of the first render (nothing cached), the render with the queries
+cached, and the live refresh (the expiring caches dropped). Target (issue 6): at most 1.5 s per render, and at most
 a few thousand points per chart trace. Prints a Markdown table; progress goes to stderr.
 """
 

@@ -13,19 +13,22 @@ the public Store API (``seeding.py``):
   Target: at most 0.5 s per refresh.
 - Compare page: 20 runs x 2,000 steps, all chosen, EMA on (``compare_page.py``).
   Target: at most 1.5 s.
+- Run page of a user's own loop that logged 20,000 steps: only the points its charts send.
 
-Per page: the first render (empty caches), the median render with every query cached, and
-the median render after the expiring caches are dropped (what a live refresh reads every
-2 s); and the most points any chart trace sends (target: a few thousand, 5,000). AppTest
+Per page, each the median of several renders: the first render (nothing cached but the
+database connection), the render with every query cached, and the render after the expiring
+caches are dropped (what a live refresh reads every 2 s); and the most points any chart
+trace sends (target: a few thousand, 5,000). AppTest
 reruns the whole page, where a browser's live refresh reruns only the page's fragments,
 so the refresh figures are upper bounds. ``--quick`` seeds less (4 epochs per run on the
-Runs page, 500 steps on Compare, 100 epochs on Run) and renders fewer times.
+Runs page, 100 epochs on Run, 500 steps on Compare, a 5,000-step loop) and renders fewer times.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -34,16 +37,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
 
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks import compare_page  # noqa: E402
-from benchmarks.seeding import seed_live_run, seed_many_runs  # noqa: E402
+from benchmarks.seeding import seed_live_run, seed_many_runs, seed_step_runs  # noqa: E402
 from store import Store  # noqa: E402
 
 RUNS_PAGE_TARGET_S = 1.0
 RUN_PAGE_TARGET_S = 0.5
 MAX_POINTS_PER_TRACE = compare_page.MAX_POINTS_PER_TRACE
-FULL = {"runs": 1_000, "runs_epochs": 20, "live_epochs": 300}
-QUICK = {"runs": 1_000, "runs_epochs": 4, "live_epochs": 100}
+FULL = {"runs": 1_000, "runs_epochs": 20, "live_epochs": 300, "loop_steps": 20_000}
+QUICK = {"runs": 1_000, "runs_epochs": 4, "live_epochs": 100, "loop_steps": 5_000}
 
 
 def seed_folder(store: Store, runs: int, epochs: int, live_epochs: int) -> str:
@@ -55,6 +60,12 @@ def seed_folder(store: Store, runs: int, epochs: int, live_epochs: int) -> str:
     bench.say(f"  seeded {runs:,} runs in {time.perf_counter() - started:.1f} s")
     store.beat(run_id)  # fresh, whatever the seeding took: the pages must see it running
     return run_id
+
+
+def shown_status(at: AppTest) -> str:
+    """The status badge of a Run page (``st.badge`` draws Markdown: ``:green-badge[🟢 running]``)."""
+    badge = re.search(r"-badge\[(.*?)\]", " ".join(str(m.value) for m in at.markdown))
+    return badge.group(1) if badge else "not shown"
 
 
 def runs_and_run_page_figures(runs: int, epochs: int, live_epochs: int,
@@ -70,7 +81,7 @@ def runs_and_run_page_figures(runs: int, epochs: int, live_epochs: int,
         figures += bench.render_figures("Run page", run_page, RUN_PAGE_TARGET_S, renders)
         figures.append(bench.figure("Run page: most points in one chart trace", bench.max_points_per_trace(run_page),
                                     MAX_POINTS_PER_TRACE, "points"))
-        status = run_page.get("badge")[0].proto.label if run_page.get("badge") else "?"
+        status = shown_status(run_page)
         versions = len(store.config_versions(run_id))
         notes = [f"Runs page: {rows:,} table rows sent per render",
                  f"Run page: the run showed as {status}; "
@@ -83,6 +94,20 @@ def runs_and_run_page_figures(runs: int, epochs: int, live_epochs: int,
     return workload, figures, notes
 
 
+def long_loop_figures(steps: int) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The Run page of a user's own loop that logged ``steps`` steps: the points its charts send."""
+    with tempfile.TemporaryDirectory() as folder, bench.runs_folder(folder):
+        started = time.perf_counter()
+        [run_id] = seed_step_runs(Store(folder), 1, steps)
+        bench.say(f"  seeded a loop of {steps:,} steps in {time.perf_counter() - started:.1f} s")
+        at = bench.page("run.py", {"run": run_id})
+        seconds = bench.timed_run(at)
+        figures = [bench.figure(f"Run page of a {steps:,}-step loop: most points in one chart trace",
+                                bench.max_points_per_trace(at), MAX_POINTS_PER_TRACE, "points")]
+    workload = [f"Run page of a user's own loop: {steps:,} steps x 4 metrics, finished"]
+    return workload, figures, [f"Run page of the {steps:,}-step loop: first render {seconds:.2f} s"]
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     """Figures of the Runs, Compare and Run pages; ``quick`` seeds less and renders fewer times."""
     size, compared = (QUICK, compare_page.QUICK) if quick else (FULL, compare_page.FULL)
@@ -92,6 +117,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     for lines, page_figures, page_notes in (
         runs_and_run_page_figures(size["runs"], size["runs_epochs"], size["live_epochs"], renders),
         compare_page.page_figures(compared["runs"], compared["steps"], renders),
+        long_loop_figures(size["loop_steps"]),
     ):
         workload += lines
         figures += page_figures
