@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -51,17 +52,28 @@ def memory_gib() -> float | None:
         return None
 
 
-def machine() -> dict:
-    import pandas
-    import streamlit
-    import torch
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
+
+def gpu_name() -> str:
+    try:
+        import torch
+    except ImportError:  # an environment made for the peers only
+        return "unknown (no torch)"
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+
+
+def machine() -> dict:
     memory = memory_gib()
     return {
         "cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory, 1) if memory else None,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "os": platform.platform(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "torch": torch.__version__, "pandas": pandas.__version__, "streamlit": streamlit.__version__,
+        "gpu": gpu_name(), "os": platform.platform(), "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        **{package: version(package) for package in ("torch", "pandas", "streamlit")},
     }
 
 

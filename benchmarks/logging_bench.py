@@ -38,10 +38,9 @@ if str(REPO_ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
+from benchmarks.workload import METRICS, W_RUNS, W_STEPS, values  # noqa: E402
 from store import Store  # noqa: E402
 
-METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
-W_RUNS, W_STEPS = 20, 2_000
 TARGETS = {"ingest_pts_s": 30_000, "ingest_ratio": 0.8, "read_all_s": 0.5, "read_one_ms": 10.0}
 PEERS = {  # LOGGING_BENCH.md, this machine class: batched write pts/s, read-all s, read-one ms
     "MLflow": (627, 6.32, 36.5), "TensorBoard": (10_024, 3.52, 162.9), "Aim": (8_486, 2.24, 31.7),
@@ -50,10 +49,6 @@ PEERS = {  # LOGGING_BENCH.md, this machine class: batched write pts/s, read-all
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def values(step: int) -> dict[str, float]:
-    return {name: 1.0 / (step + i + 1) for i, name in enumerate(METRICS)}
 
 
 # ------------------------------------------------------------------ Tiller
@@ -210,7 +205,7 @@ def peer_rows(result: dict) -> list[str]:
         from benchmarks.peers import markdown_rows
     except ImportError:
         return []
-    return markdown_rows(result["peers"]) if result.get("peers") else []
+    return markdown_rows(result["peers"], missing=False) if result.get("peers") else []
 
 
 def markdown(result: dict) -> str:
@@ -239,6 +234,11 @@ def markdown(result: dict) -> str:
         f"- Read all: target <= {TARGETS['read_all_s']} s: {verdict('read_all_s')}. "
         f"Read one: target <= {TARGETS['read_one_ms']:.0f} ms: {verdict('read_one_ms')}.",
     ]
+    absent = [peer["name"] for peer in result.get("peers", {}).get("peers", {}).values()
+              if peer["status"] == "not installed"]
+    if absent:
+        lines.append(f"- Not installed here, so not measured side by side: {', '.join(absent)} "
+                     "(`benchmarks/peers.py` says what to install).")
     if result["scale"]:
         lines += ["", "| scale | runs | points | ingest (pts/s) | read all (s) | read 1 run x 1 metric (ms) | database (MB) |",
                   "|---|---|---|---|---|---|---|"]

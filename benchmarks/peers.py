@@ -40,16 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")  # as logging_bench.py
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.workload import METRICS, values  # noqa: E402
+
 READ_ONE_METRIC = "train/loss"
 READ_ALL_REPEATS = 3
 READ_ONE_REPEATS = 5
 NOISY_LOGGERS = ("mlflow", "alembic", "aim", "tensorboard", "tensorboardX", "absl")
-
-
-def values(step: int) -> dict[str, float]:
-    """The 4 metrics of one step, as logging_bench.py logs them."""
-    return {name: 1.0 / (step + i + 1) for i, name in enumerate(METRICS)}
 
 
 # ---------------------------------------------------------------------------------------------
