@@ -140,17 +140,22 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame, max_points: int = D
         # A dotted line across the plot at each change, labelled above it.
         layout["shapes"] = [_change_line(change["epoch"]) for change in changes]
         layout["annotations"] = [_change_label(change) for change in changes]
-    # Learning rates are changed by factors (÷10, ×3): on a log axis each change is a
-    # step of its true size. Ticks sit at the rates actually used, so each step of
-    # the curve is labelled with its value; the padding keeps a constant lr off the edges.
-    rates = set(lr["value"]) | {c["config"].get("learning_rate") for c in changes}
-    used = sorted(r for r in rates if r is not None and r > 0)
-    layout["yaxis"].update(type="log", tickformat="~g")
-    if used:
-        layout["yaxis"]["range"] = [math.log10(used[0]) - 0.3, math.log10(used[-1]) + 0.3]
-        if len(used) <= MAX_LR_TICKS:
-            layout["yaxis"]["tickvals"] = used
+    # Every rate logged (not only those drawn) and every rate a change set gets its tick.
+    layout["yaxis"].update(_lr_axis(set(lr["value"]) | {c["config"].get("learning_rate") for c in changes}))
     return go.Figure(data=traces, layout=layout)
+
+
+def _lr_axis(rates: set[float | None]) -> dict[str, Any]:
+    """Learning rates are changed by factors (÷10, ×3): on a log axis each change is a
+    step of its true size. Ticks sit at the rates actually used, so each step of
+    the curve is labelled with its value; the padding keeps a constant lr off the edges."""
+    used = sorted(r for r in rates if r is not None and r > 0)
+    axis: dict[str, Any] = dict(type="log", tickformat="~g")
+    if used:
+        axis["range"] = [math.log10(used[0]) - 0.3, math.log10(used[-1]) + 0.3]
+        if len(used) <= MAX_LR_TICKS:
+            axis["tickvals"] = used
+    return axis
 
 
 def _change_line(epoch: int) -> dict[str, Any]:

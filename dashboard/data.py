@@ -18,13 +18,15 @@ from typing import Any, Iterable
 import pandas as pd
 import streamlit as st
 
-from store import RunNotFound, Store, resolve_runs_dir
+from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, resolve_runs_dir
 from trainer import live_config
 from trainer.live_config import STATE_FILENAME
 
 REFRESH_S = 2.0  # how often live parts of the pages redraw
 CACHE_TTL_S = REFRESH_S
-ENDED_STATUSES = ("finished", "failed", "stopped")  # final: nothing more is logged after them
+# Finished, failed, stopped: final, nothing is logged after them. ("crashed" is a live status
+# whose heartbeat stopped; the process may only be suspended, so it is not final.)
+ENDED_STATUSES = tuple(status for status in STATUSES if status not in LIVE_STATUSES)
 ENDED_RUNS_KEPT = 64  # runs whose metrics stay cached: a full comparison (50 runs) and a few more
 
 
@@ -171,7 +173,8 @@ def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
         return _metrics(folder, ())
     ended = _ended_run_ids(folder)
     frames = [_ended_run_metrics(folder, i) if i in ended else _metrics(folder, (i,)) for i in ids]
-    # Empty frames carry no dtypes; left in, they would turn the value column into objects.
+    # A run with nothing logged reads as a frame whose columns may be untyped (object):
+    # concatenated, it would turn the value column into objects.
     frames = [frame for frame in frames if not frame.empty] or frames[:1]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
