@@ -88,6 +88,8 @@ def warm_up() -> None:
     import plotly.graph_objects  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
+    # Outside a server, each cached function warns when defined and each cache clear when called.
+    streamlit.logger.set_log_level("error")
     import dashboard.advisor_panel  # noqa: F401
     import dashboard.charts  # noqa: F401
     import dashboard.eval_side_by_side  # noqa: F401
