@@ -139,7 +139,7 @@ def final_metrics(chosen: list[str], labels: dict[str, str], metrics: pd.DataFra
 
 @st.fragment(run_every=data.REFRESH_S)
 def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
-    metrics = data.metrics(chosen)  # one query for all the chosen runs
+    metrics = data.metrics(chosen)  # ended runs from a cache that never expires, live ones read afresh
     configs = {run_id: data.current_config(run_id) or {} for run_id in chosen}
     choices = metric_choices(metrics)
     metric_chart(chosen, labels, metrics, choices)
