@@ -75,9 +75,11 @@ def _runs(folder: str) -> pd.DataFrame:
 
 
 @_live_query
-def _ended_run_ids(folder: str) -> frozenset[str]:
-    runs = _runs(folder)
-    return frozenset(runs.loc[runs["status"].isin(ENDED_STATUSES), "id"])
+def _ended_runs(folder: str) -> dict[str, float]:
+    """Ended runs and when each last changed: the never-expiring caches below are keyed by
+    both, so a run that is resumed and ends again is read again."""
+    ended = _runs(folder).loc[lambda runs: runs["status"].isin(ENDED_STATUSES)]
+    return dict(zip(ended["id"], ended["updated"]))
 
 
 @_live_query
@@ -86,7 +88,7 @@ def _metrics(folder: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=ENDED_RUNS_KEPT)
-def _ended_run_metrics(folder: str, run_id: str) -> pd.DataFrame:
+def _ended_run_metrics(folder: str, run_id: str, updated: float) -> pd.DataFrame:
     # No TTL: only called for a run that has ended, whose metrics are final.
     return _store(folder).metrics([run_id])
 
@@ -97,7 +99,7 @@ def _config_versions(folder: str, run_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def _ended_config_versions(folder: str, run_id: str) -> pd.DataFrame:
+def _ended_config_versions(folder: str, run_id: str, updated: float) -> pd.DataFrame:
     # No TTL: an ended run's config never changes again (a revert needs a live run).
     return _store(folder).config_versions(run_id)
 
@@ -171,8 +173,8 @@ def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
     folder, ids = runs_dir(), sorted(set(run_ids))
     if not ids:
         return _metrics(folder, ())
-    ended = _ended_run_ids(folder)
-    frames = [_ended_run_metrics(folder, i) if i in ended else _metrics(folder, (i,)) for i in ids]
+    ended = _ended_runs(folder)
+    frames = [_ended_run_metrics(folder, i, ended[i]) if i in ended else _metrics(folder, (i,)) for i in ids]
     # A run with nothing logged reads as a frame whose columns may be untyped (object):
     # concatenated, it would turn the value column into objects.
     frames = [frame for frame in frames if not frame.empty] or frames[:1]
@@ -181,8 +183,9 @@ def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
 
 def config_versions(run_id: str) -> pd.DataFrame:
     folder = runs_dir()
-    if run_id in _ended_run_ids(folder):
-        return _ended_config_versions(folder, run_id)
+    ended = _ended_runs(folder)
+    if run_id in ended:
+        return _ended_config_versions(folder, run_id, ended[run_id])
     return _config_versions(folder, run_id)
 
 

@@ -28,20 +28,32 @@ def test_metrics_read_per_run_match_one_store_query(runs_store):
     assert data.metrics([]).empty and data.metrics(["c_empty"]).empty
 
 
-def test_a_live_refresh_rereads_live_runs_but_keeps_what_ended_runs_logged(runs_store):
+def test_a_live_refresh_rereads_live_runs_but_keeps_what_ended_runs_logged(runs_store, monkeypatch):
     seed(runs_store, "live", epochs=2)
     seed(runs_store, "done", epochs=2, status="finished")
     assert len(data.metrics(["live", "done"])) == 8 and len(data.config_versions("done")) == 1
-    # Rows written after the first read: the live run's show after the refresh interval;
-    # the ended run's (which the trainer never writes) are not read again.
+    read = []
+    real_metrics = Store.metrics
+    monkeypatch.setattr(Store, "metrics", lambda self, run_ids=None, *args, **kw: read.append(tuple(run_ids))
+                        or real_metrics(self, run_ids, *args, **kw))
     runs_store.log_metrics("live", 3, {"train/loss": 0.3})
-    runs_store.log_metrics("done", 3, {"train/loss": 0.3})
-    runs_store.add_config_version("done", {"learning_rate": 1e-4}, source="user", epoch=3)
-    assert len(data.metrics(["live", "done"])) == 8  # within the interval, nothing is read again
+    assert len(data.metrics(["live", "done"])) == 8 and read == []  # within the interval, nothing is read again
     data.forget_live_data()
     after = data.metrics(["live", "done"])
     assert after.groupby("run_id").size().to_dict() == {"done": 4, "live": 5}
+    assert read == [("live",)]  # the ended run came from the cache that does not expire
     assert len(data.config_versions("done")) == 1
+
+
+def test_a_run_that_is_resumed_and_ends_again_is_read_again(runs_store):
+    seed(runs_store, "run", epochs=2, status="stopped")
+    assert len(data.metrics(["run"])) == 4 and len(data.config_versions("run")) == 1
+    runs_store.update_run("run", status="running")  # as `tiller resume` will
+    runs_store.add_config_version("run", {"learning_rate": 1e-4}, source="user", epoch=3)
+    runs_store.log_metrics("run", 3, {"train/loss": 0.3})
+    runs_store.update_run("run", status="finished", updated=runs_store.run("run")["updated"] + 1)
+    data.forget_live_data()
+    assert len(data.metrics(["run"])) == 5 and len(data.config_versions("run")) == 2
 
 
 def test_a_run_is_read_as_ended_only_once_its_status_says_so(runs_store):
