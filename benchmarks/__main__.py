@@ -1,6 +1,6 @@
 """Every Tiller benchmark in one command, written as JSON and a Markdown report.
 
-    python -m benchmarks [--quick] [--only logging,dashboard,training,steering] [--out benchmarks/results]
+    python -m benchmarks [--quick] [--only logging,dashboard,evaluation,training,steering] [--out benchmarks/results]
 
 Runs each benchmark module's ``measure`` in turn (one at a time, so they do not
 disturb each other's timings), prints each Markdown section as it finishes, and
@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:
 BENCHMARKS = {  # name -> module; the order they run and appear in
     "logging": "benchmarks.logging_bench",
     "dashboard": "benchmarks.dashboard_bench",
+    "evaluation": "benchmarks.eval_page",
     "training": "benchmarks.training_bench",
     "steering": "benchmarks.steering_bench",
 }

@@ -36,4 +36,4 @@ def test_peers_that_are_not_installed_are_reported_not_fatal():
 def test_the_one_command_lists_its_benchmarks():
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nonsense"], capture_output=True, text=True)
     assert done.returncode == 2
-    assert "unknown benchmark(s) nonsense; choose from logging, dashboard, training, steering" in done.stderr
+    assert "unknown benchmark(s) nonsense; choose from logging, dashboard, evaluation, training, steering" in done.stderr
