@@ -17,10 +17,13 @@ split: 1,437 training samples, batches of 32, so 45 steps an epoch), seed 001's 
   state.json, checkpoints, ...
 
 The machine is expected to be noisy (two shared cores), so every variant runs in
-blocks of epochs, interleaved, the order turning each round (ABC, BCA, CAB, ...)
-so that none always follows another; each block's first epoch is left out as a
-warm-up; figures are medians of all the other epochs, and the tracking overhead
-comes with a 95 % interval from resampling whole rounds.
+many short blocks of epochs, interleaved, each round in another order (all orders
+in turn) so that none always follows another; each block's first epoch is left out
+as a warm-up; the seconds are medians of all the other epochs, and an overhead
+is the median over rounds of each round's ratio (see ``Blocks.overhead_pct``), with a
+95 % interval from resampling whole rounds. Each tracked block is a run
+of its own; the per-step logger writes to a database of its own, so that the
+per-epoch variant does not share its write-ahead log (and its checkpoints).
 Progress goes to stderr; the Markdown table to stdout.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import statistics
@@ -71,9 +75,10 @@ class Plan:
 
 
 # Many short blocks: the load of other programs comes in bursts of seconds, and a burst
-# that falls on one block only is outvoted by the rounds around it.
+# that falls on one block only is outvoted by the rounds around it. Rounds are a multiple
+# of the orders of the variants (6 for tracking's three, 2 for the trainer's two).
 PLANS = {  # (tracking, trainer)
-    "quick": (Plan(rounds=8, block_epochs=4), Plan(rounds=3, block_epochs=5)),
+    "quick": (Plan(rounds=6, block_epochs=5), Plan(rounds=4, block_epochs=5)),
     "full": (Plan(rounds=60, block_epochs=6), Plan(rounds=20, block_epochs=8)),
 }
 
@@ -104,7 +109,7 @@ class Stopwatch:
 
 @dataclass
 class Learner:
-    """Model, optimizer and batches; it keeps training from block to block."""
+    """Model, optimizer and batches, new for every block of epochs (see ``new_learner``)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -123,6 +128,9 @@ def digits_samples() -> TensorDataset:
 
 
 def new_learner(samples: TensorDataset) -> Learner:
+    """The same starting weights and dropout masks every time, so every block of every
+    variant does the very same arithmetic. A model trained on for hundreds of epochs would
+    not: its gradients drift into subnormal floats, which slowed its epochs by a tenth."""
     torch.manual_seed(42)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, CONFIG["hidden_size"]), nn.ReLU(),
                           nn.Dropout(CONFIG["dropout_rate"]), nn.Linear(CONFIG["hidden_size"], 10))
@@ -155,8 +163,8 @@ def train_epoch(learner: Learner, epoch: int, before_step: Callable[[], None] | 
     return {"train/loss": loss_sum / seen, "train/accuracy": correct / seen}
 
 
-def untracked_block(learner: Learner, epochs: range) -> list[Seconds]:
-    seconds = []
+def untracked_block(samples: TensorDataset, epochs: range) -> list[Seconds]:
+    learner, seconds = new_learner(samples), []
     for epoch in epochs:
         watch = Stopwatch()
         train_epoch(learner, epoch)
@@ -186,9 +194,9 @@ def tracked_run(store: Store, setup_seconds: list[float]) -> Iterator[tuple[Run,
     setup_seconds[-1] += time.perf_counter() - began  # closing: watcher, heartbeat, final status
 
 
-def tracked_block(learner: Learner, epochs: range, store: Store, setup_seconds: list[float], *,
+def tracked_block(samples: TensorDataset, epochs: range, store: Store, setup_seconds: list[float], *,
                   log_every_step: bool = False) -> list[Seconds]:
-    seconds = []
+    learner, seconds = new_learner(samples), []
     steps = len(learner.batches(0))
     with tracked_run(store, setup_seconds) as (run, watcher):
         for epoch in epochs:
@@ -228,26 +236,45 @@ class Blocks:
     def add(self, variant: str, seconds: list[Seconds]) -> None:
         self.by_round[variant].append(np.array(seconds[1:]))
 
-    def epochs(self, variant: str, rounds: Iterable[int] | None = None) -> np.ndarray:
-        blocks = self.by_round[variant]
-        return np.concatenate(blocks if rounds is None else [blocks[i] for i in rounds])
+    def epochs(self, variant: str) -> np.ndarray:
+        return np.concatenate(self.by_round[variant])
 
-    def median(self, variant: str, column: int = WALL, rounds: Iterable[int] | None = None) -> float:
-        return float(np.median(self.epochs(variant, rounds)[:, column]))
+    def median(self, variant: str, column: int = WALL) -> float:
+        """The median epoch of all rounds."""
+        return float(np.median(self.epochs(variant)[:, column]))
+
+    def round_ratios(self, variant: str, baseline: str, column: int = WALL) -> np.ndarray:
+        """Each round's median epoch of ``variant`` over that of ``baseline``."""
+        return np.array([np.median(mine[:, column]) / np.median(theirs[:, column])
+                         for mine, theirs in zip(self.by_round[variant], self.by_round[baseline])])
 
     def overhead_pct(self, variant: str, baseline: str, column: int = WALL,
                      rounds: Iterable[int] | None = None) -> float:
-        """How much slower ``variant``'s median epoch is than ``baseline``'s, in per cent."""
-        return 100 * (self.median(variant, column, rounds) / self.median(baseline, column, rounds) - 1)
+        """How much slower ``variant`` is than ``baseline``, in per cent: the median of the rounds' ratios.
+
+        Ratios within a round compare blocks run a second apart, under the same load; a
+        burst of load that hits one block of a round makes an outlier that the median of
+        all rounds leaves out. (On this machine the epochs of a block came in at either
+        about 30 or about 50 ms, by the load of the moment; comparing the medians of all
+        epochs instead swung by several per cent with how many slow blocks each variant drew.)
+        """
+        ratios = self.round_ratios(variant, baseline, column)
+        picked = ratios if rounds is None else ratios[list(rounds)]
+        return float(100 * (np.median(picked) - 1))
 
 
 def interleave(variants: dict[str, Callable[[range], list[Seconds]]], plan: Plan, what: str) -> Blocks:
-    """Run every variant ``plan.rounds`` times, turning the order each round (ABC, BCA, CAB, ...)."""
+    """Run every variant ``plan.rounds`` times, in every order in turn (ABC, ACB, BAC, ...).
+
+    Every order, not just rotations: a block can leave something behind for the next
+    (a heavy logger leaves a long write-ahead log), and with all orders each variant
+    follows each other equally often.
+    """
     blocks, names = Blocks(), list(variants)
+    orders = list(itertools.permutations(names))
     for index in range(plan.rounds):
-        epochs = range(index * plan.block_epochs + 1, (index + 1) * plan.block_epochs + 1)
-        turn = index % len(names)
-        for name in names[turn:] + names[:turn]:
+        epochs = range(1, plan.block_epochs + 1)
+        for name in orders[index % len(orders)]:
             gc.collect()  # no variant inherits another's garbage
             blocks.add(name, variants[name](epochs))
         if (index + 1) % max(1, plan.rounds // 5) == 0:  # a few progress lines, not one per round
@@ -256,7 +283,7 @@ def interleave(variants: dict[str, Callable[[range], list[Seconds]]], plan: Plan
     return blocks
 
 
-def overhead_interval(blocks: Blocks, variant: str, baseline: str, resamples: int = 1000) -> list[float]:
+def overhead_interval(blocks: Blocks, variant: str, baseline: str, resamples: int = 2000) -> list[float]:
     """95 % interval of the wall-time overhead (%), resampling whole rounds: the epochs of
     one block share the machine's load of the moment, so rounds, not epochs, are independent."""
     rng = np.random.default_rng(0)
@@ -266,15 +293,13 @@ def overhead_interval(blocks: Blocks, variant: str, baseline: str, resamples: in
     return [float(p) for p in np.percentile(overheads, [2.5, 97.5])]
 
 
-def measure_tracking(plan: Plan, samples: TensorDataset, store: Store) -> dict:
-    # One model and optimizer for all three loops, so that they differ in nothing but Tiller.
-    learner = new_learner(samples)
+def measure_tracking(plan: Plan, samples: TensorDataset, store: Store, per_step_store: Store) -> dict:
     setup_seconds: list[float] = []
-    untracked_block(learner, range(1, 4))  # warm-up: first allocations and lazy imports
+    untracked_block(samples, range(1, 4))  # warm-up: first allocations and lazy imports
     blocks = interleave({
-        "untracked": lambda epochs: untracked_block(learner, epochs),
-        "tracked": lambda epochs: tracked_block(learner, epochs, store, setup_seconds),
-        "tracked_per_step": lambda epochs: tracked_block(learner, epochs, store, setup_seconds, log_every_step=True),
+        "untracked": lambda epochs: untracked_block(samples, epochs),
+        "tracked": lambda epochs: tracked_block(samples, epochs, store, setup_seconds),
+        "tracked_per_step": lambda epochs: tracked_block(samples, epochs, per_step_store, [], log_every_step=True),
     }, plan, "tracking")
     overhead = blocks.overhead_pct("tracked", "untracked")
     beat = heartbeat_seconds(store)
@@ -402,12 +427,11 @@ def trainer_block(store: Store, epochs: range, phases: list[dict[str, float]]) -
 
 
 def measure_trainer(plan: Plan, samples: TensorDataset, store: Store) -> dict:
-    learner = new_learner(samples)
     phases: list[dict[str, float]] = []
-    untracked_block(learner, range(1, 4))
+    untracked_block(samples, range(1, 4))
     trainer_block(store, range(1, 3), [])  # warm-up: the trainer's imports and first run
     blocks = interleave({
-        "untracked": lambda epochs: untracked_block(learner, epochs),
+        "untracked": lambda epochs: untracked_block(samples, epochs),
         "trainer": lambda epochs: trainer_block(store, epochs, phases),
     }, plan, "trainer")
     return {
@@ -431,12 +455,13 @@ def measure(quick: bool = False) -> dict:
     tracking_plan, trainer_plan = PLANS["quick" if quick else "full"]
     samples = digits_samples()
     with tempfile.TemporaryDirectory(prefix="tiller-training-bench-") as folder:
-        store = Store(Path(folder))
+        store, per_step_store = Store(Path(folder) / "per-epoch"), Store(Path(folder) / "per-step")
         try:
-            tracking = measure_tracking(tracking_plan, samples, store)
+            tracking = measure_tracking(tracking_plan, samples, store, per_step_store)
             built_in = measure_trainer(trainer_plan, samples, store)
         finally:
             store.close()
+            per_step_store.close()
     steps = math.ceil(len(samples) / CONFIG["batch_size"])
     return {"threads": THREADS, "batch_size": CONFIG["batch_size"], "steps_per_epoch": steps, "quick": quick,
             "tracking": tracking, "trainer": built_in}
@@ -503,9 +528,10 @@ def markdown(result: dict) -> str:
     lines += [phase_row(name, seconds, plain_epoch) for name, seconds in built_in["phases_s"].items()]
     lines += [
         "",
-        f"Medians; {result['steps_per_epoch']} steps of {result['batch_size']} per epoch, {result['threads']} torch "
-        f"thread; {tracking['epochs_per_variant']} measured epochs per variant in {tracking['rounds']} interleaved "
-        f"rounds for tracking, {built_in['epochs_per_variant']} in {built_in['rounds']} for the trainer. CPU time is "
+        f"Seconds are medians of all epochs; each overhead is the median over interleaved rounds of the round's "
+        f"ratio. {result['steps_per_epoch']} steps of {result['batch_size']} per epoch, {result['threads']} torch "
+        f"thread; {tracking['epochs_per_variant']} measured epochs per variant in {tracking['rounds']} rounds for "
+        f"tracking, {built_in['epochs_per_variant']} in {built_in['rounds']} for the trainer. CPU time is "
         f"the process's, background threads included. Once per run, Tiller also takes "
         f"{ms(tracking['run_open_close_s'])} (opening and closing the run, live file and watcher); its heartbeat "
         f"takes {1000 * tracking['heartbeat_beat_s']:.2f} ms every {HEARTBEAT_INTERVAL_S:g} s. The phases' medians "
