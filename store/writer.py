@@ -4,8 +4,9 @@ A training loop calls ``Run.log`` between steps; a commit costs tens to
 hundreds of microseconds (more on a busy or slow disk), and that time would be
 stolen from training. So ``put`` only appends the rows to a list and wakes a
 background thread, which writes everything that has piled up in one
-transaction. Under a fast logger the batches grow by themselves (group commit),
-so the thread keeps up however often ``log`` is called.
+transaction, at most once per ``COMMIT_INTERVAL_S`` unless someone is waiting
+in ``flush``. So a loop that logs every step pays for a commit a few times a
+second, not every step, and the thread keeps up however often ``log`` is called.
 
 Durability: ``flush`` blocks until every row put so far is committed. The
 trainer flushes at each epoch boundary, before it saves a checkpoint, so a
@@ -17,16 +18,24 @@ and the next ``flush`` tries those rows again.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Sequence
 
 from store.rows import MetricRow
 
 WriteRows = Callable[[Sequence[MetricRow]], None]
+# Rows logged between flushes wait at most this long: short enough for a live
+# dashboard (it refreshes every 2 s), long enough that a loop logging every step
+# does not share the interpreter with one commit per step.
+COMMIT_INTERVAL_S = 0.25
 
 
 class MetricWriter:
-    def __init__(self, write_rows: WriteRows, name: str = "metric-writer"):
+    def __init__(self, write_rows: WriteRows, name: str = "metric-writer", interval: float = COMMIT_INTERVAL_S):
         self._write_rows = write_rows
+        self._interval = interval
+        self._last_commit = 0.0  # time.monotonic() of the last commit
+        self._urgent = False  # someone waits in flush(): write now
         self._wake = threading.Condition()
         self._pending: list[MetricRow] = []
         self._put = 0  # rows handed to put() so far
@@ -44,10 +53,11 @@ class MetricWriter:
         Raises the error of an earlier failed write (its rows are kept).
         """
         with self._wake:
+            first = not self._pending
             self._pending.extend(rows)
             self._put += len(rows)
             error = self._error
-            if error is None:
+            if first and error is None:  # the writer only needs to hear that rows exist
                 self._wake.notify_all()
         if error is not None:
             raise error
@@ -62,6 +72,9 @@ class MetricWriter:
                 self._error = None
                 self._wake.notify_all()
             target = self._put
+            if self._written < target:
+                self._urgent = True
+                self._wake.notify_all()
             done = self._wake.wait_for(lambda: self._written >= target or self._error is not None, timeout)
             if self._error is not None:
                 raise self._error
@@ -92,7 +105,11 @@ class MetricWriter:
                 self._wake.wait_for(lambda: self._closing or (self._pending and self._error is None))
                 if not self._pending or self._error is not None:
                     return  # closing, and nothing left that can be written
-                batch, self._pending = self._pending, []
+                # Let rows pile up until the interval has passed, unless a flush is waiting.
+                wait = self._last_commit + self._interval - time.monotonic()
+                if wait > 0:
+                    self._wake.wait_for(lambda: self._urgent or self._closing, timeout=wait)
+                batch, self._pending, self._urgent = self._pending, [], False
             try:
                 self._write_rows(batch)
             except BaseException as error:  # noqa: BLE001 - handed to the caller, never lost
@@ -103,4 +120,5 @@ class MetricWriter:
                 continue
             with self._wake:
                 self._written += len(batch)
+                self._last_commit = time.monotonic()
                 self._wake.notify_all()

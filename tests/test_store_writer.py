@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,28 @@ def test_flush_commits_everything_put_in_order():
     writer.flush()
     assert [row[3] for row in target.committed] == list(range(100))
     assert writer.backlog == 0
+    writer.close()
+
+
+class CountingRows(FlakyRows):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self, rows):
+        self.calls += 1
+        super().__call__(rows)
+
+
+def test_a_loop_logging_every_step_gets_a_commit_per_interval_not_per_step():
+    target = CountingRows()
+    writer = MetricWriter(target, interval=30.0)
+    for epoch in range(100):
+        writer.put(rows(1, start=epoch))
+        time.sleep(0.001)  # a training step; time enough for a writer that commits every row
+    writer.flush()  # the epoch boundary: no waiting out the interval
+    assert target.calls <= 2  # the first row at once, the rest when flushed
+    assert [row[3] for row in target.committed] == list(range(100))
     writer.close()
 
 
