@@ -1,3 +1,4 @@
+import threading
 import time
 
 import pytest
@@ -75,3 +76,22 @@ def test_wait_for_edit_returns_once_an_edit_is_flagged(path):
         time.sleep(0.2)  # let the write's last notifications arrive
         assert watcher.take_edit() is not None
         assert not watcher.wait_for_edit(timeout=0.05)
+
+
+def test_a_paused_trainer_wakes_as_soon_as_resume_is_saved(path):
+    request_control(path, "pause")
+    with ConfigWatcher(path) as watcher:
+        woke = []
+        waiter = threading.Thread(target=lambda: (watcher.wait_for_notification(60), woke.append(watcher.control)))
+        waiter.start()
+        time.sleep(0.2)  # the waiter is asleep
+        request_control(path, "run")
+        waiter.join(timeout=10)  # without the notification it would sleep out its 60 s
+        assert not waiter.is_alive() and woke == ["run"]
+
+
+def test_waiting_without_notifications_still_rereads_control(path):
+    watcher = ConfigWatcher(path)  # never started: no notifications arrive, as on a network mount
+    request_control(path, "pause")
+    watcher.wait_for_notification(0.05)
+    assert watcher.control == "pause"

@@ -27,6 +27,8 @@ from trainer.review import decode_edit, review_edit
 from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
 from trainer.watcher import ConfigWatcher
 
+# A paused run wakes on the file's change notification; this is the fallback poll
+# for file systems that send none.
 PAUSE_POLL_S = 0.2
 # How long an epoch boundary waits for an autopilot step still asking its
 # advisor: the offline rules answer well within it, so their changes land at
@@ -199,8 +201,7 @@ class EpochLoop:
         self.say(f"paused in epoch {epoch}")
         began = time.perf_counter()
         while self.watcher.control == "pause":
-            time.sleep(PAUSE_POLL_S)
-            self.watcher.refresh_control()  # in case a change notification was missed
+            self.watcher.wait_for_notification(PAUSE_POLL_S)
         self.state.paused_seconds += time.perf_counter() - began
         if self.watcher.control == "run":
             self.run.set_status("running")

@@ -38,6 +38,7 @@ class ConfigWatcher(FileSystemEventHandler):
         self.control = "run"
         self.events_handled = 0  # content events for our file, for diagnostics and tests
         self._edited = threading.Event()
+        self._notified = threading.Event()  # any content event since the last wait_for_notification
         self._seen_stat: tuple[int, int] | None = self._stat()
         self._observer = Observer()
 
@@ -61,6 +62,7 @@ class ConfigWatcher(FileSystemEventHandler):
             self.events_handled += 1
             self._edited.set()
             self.refresh_control()
+            self._notified.set()
 
     # ---------------------------------------------------------------- queries
 
@@ -82,6 +84,16 @@ class ConfigWatcher(FileSystemEventHandler):
         how fast an edit is noticed.
         """
         return self._edited.wait(timeout)
+
+    def wait_for_notification(self, timeout: float) -> None:
+        """Sleep until the file changes or ``timeout`` seconds pass, then re-read ``control``.
+
+        A paused trainer waits here, so a resume takes effect as soon as it is
+        saved; the timeout keeps it polling where notifications do not arrive.
+        """
+        self._notified.wait(timeout)
+        self._notified.clear()
+        self.refresh_control()
 
     def take_edit(self) -> bytes | None:
         """The file's bytes if it changed since the last call, else ``None``.
