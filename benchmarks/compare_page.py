@@ -12,8 +12,6 @@ a few thousand points per chart trace. Prints a Markdown table; progress goes to
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks.seeding import seed_step_runs  # noqa: E402
+from benchmarks.standalone import run_standalone  # noqa: E402
 from store import Store  # noqa: E402
 
 TARGET_S = 1.5
@@ -65,17 +64,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 steps per run, fewer renders")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--steps", type=int, help="try 20000 to see the downsampling at work")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    size = {k: v for k, v in (("runs", args.runs), ("steps", args.steps)) if v is not None}
-    result = measure(args.quick, **size)
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run_standalone(__doc__, measure, markdown, quick_help="500 steps per run, fewer renders",
+                   sizes={"runs": "runs to compare", "steps": "steps per run; try 20000 to see the downsampling at work"})
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ Runs page, 100 epochs on Run, 500 steps on Compare, a 5,000-step loop) and rende
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks import compare_page  # noqa: E402
 from benchmarks.seeding import seed_live_run, seed_many_runs, seed_step_runs  # noqa: E402
+from benchmarks.standalone import run_standalone  # noqa: E402
 from store import Store  # noqa: E402
 
 RUNS_PAGE_TARGET_S = 1.0
@@ -130,14 +129,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller workloads and fewer renders (well under a minute)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    result = measure(args.quick)
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run_standalone(__doc__, measure, markdown, quick_help="smaller workloads and fewer renders (well under a minute)")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ loading plotly. Prints a Markdown table; progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +24,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks.seeding import seed_eval_run  # noqa: E402
+from benchmarks.standalone import run_standalone  # noqa: E402
 from store import Store  # noqa: E402
 
 TARGET_S = 2.0  # after the first load
@@ -80,18 +79,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 validation samples")
-    parser.add_argument("--samples", type=int)
-    parser.add_argument("--classes", type=int)
-    parser.add_argument("--epochs", type=int, help="at least 2: the benchmark switches epochs")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    size = {k: v for k, v in vars(args).items() if k in FULL and v is not None}
-    result = measure(args.quick, **size)
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run_standalone(__doc__, measure, markdown, quick_help="2,000 validation samples",
+                   sizes={"samples": "validation samples", "classes": "classes",
+                          "epochs": "epochs of predictions, at least 2: the benchmark switches epochs"})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Progress goes to stderr; the Markdown table to stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -47,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.standalone import run_standalone  # noqa: E402
 from store import Store  # noqa: E402
 from trainer.live_config import (  # noqa: E402
     STATE_FILENAME,
@@ -387,14 +387,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about half a minute, fewer samples")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args()
-    result = measure(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    run_standalone(__doc__, measure, markdown, quick_help="about half a minute, fewer samples")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ Progress goes to stderr; the Markdown table to stdout.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
-import json
 import math
 import statistics
 import sys
@@ -55,6 +53,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import trainer.loop  # noqa: E402
+from benchmarks.standalone import run_standalone  # noqa: E402
 from store import Run, Store  # noqa: E402
 from store.run import HEARTBEAT_INTERVAL_S  # noqa: E402
 from trainer.config import validate_config  # noqa: E402
@@ -541,14 +540,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about 15 s, rougher medians")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args()
-    result = measure(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    run_standalone(__doc__, measure, markdown, quick_help="about 15 s, rougher medians")
 
 
 if __name__ == "__main__":
