@@ -1,0 +1,53 @@
+"""Many writers at once: real processes, nothing lost, no lock error reaching anyone."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from store import Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STEPS, METRICS = 1500, ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
+
+TRAINER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from store import Store
+    store = Store({runs!r})
+    with store.start_run(model="mlp", dataset="digits", run_id={run_id!r}) as run:
+        for step in range(1, {steps} + 1):
+            run.log(step, {{name: step + i / 10 for i, name in enumerate({metrics!r})}})
+            if step % 100 == 0:
+                run.flush()  # an epoch boundary
+                run.event("info", f"epoch boundary at step {{step}}")
+    """
+)
+
+
+def test_four_trainers_and_a_reader_lose_nothing_and_never_see_a_lock_error(tmp_path):
+    runs = tmp_path / "runs"
+    Store(runs).close()  # migrate once, before the writers race to
+    trainers = [
+        subprocess.Popen([sys.executable, "-c", TRAINER.format(root=str(REPO_ROOT), runs=str(runs), run_id=f"w{i}",
+                                                               steps=STEPS, metrics=METRICS)],
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    reader, reads = Store(runs), 0
+    while any(t.poll() is None for t in trainers):  # the dashboard's queries, as fast as they go
+        reader.runs()
+        reader.metrics(["w0", "w1", "w2", "w3"], names=["loss"], splits=["val"])
+        reads += 1
+    errors = [t.stderr.read() for t in trainers]
+    assert [t.returncode for t in trainers] == [0, 0, 0, 0], errors
+    assert not any("locked" in e for e in errors), errors
+    assert reads > 0
+
+    counts = reader.metrics().groupby("run_id").size().to_dict()
+    assert counts == {f"w{i}": STEPS * len(METRICS) for i in range(4)}
+    values = reader.metrics(["w2"], names=["accuracy"], splits=["val"])
+    assert values["value"].tolist() == [step + 0.3 for step in range(1, STEPS + 1)]
+    assert set(reader.runs()["status"]) == {"finished"}
+    assert all(len(reader.events(f"w{i}")) == STEPS // 100 for i in range(4))
