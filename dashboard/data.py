@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, resolve_runs_dir
+from store.paths import run_dir_for
 from trainer import live_config
 from trainer.live_config import STATE_FILENAME
 
@@ -47,6 +48,11 @@ def store() -> Store:
     return _store(runs_dir())
 
 
+def run_dir(run_id: str) -> Path:
+    """The run's folder; refuses an id that would leave the runs folder."""
+    return run_dir_for(Path(runs_dir()), run_id)
+
+
 def live_config_path(run_id: str) -> Path:
     return live_config.live_config_path(Path(runs_dir()), run_id)
 
@@ -54,7 +60,7 @@ def live_config_path(run_id: str) -> Path:
 def in_force(run_id: str) -> dict[str, Any] | None:
     """What the trainer read off its live objects after its last epoch (``state.json``)."""
     try:
-        return json.loads((Path(runs_dir()) / run_id / STATE_FILENAME).read_text(encoding="utf-8"))
+        return json.loads((run_dir(run_id) / STATE_FILENAME).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from store.paths import run_dir_for
 from store.rows import metric_rows
 from store.writer import MetricWriter
 
@@ -34,7 +35,7 @@ class Run:
     def __init__(self, store: "Store", run_id: str):
         self.store = store
         self.id = run_id
-        self.dir: Path = store.runs_dir / run_id
+        self.dir: Path = run_dir_for(store.runs_dir, run_id)
         self._final_status = "finished"
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None

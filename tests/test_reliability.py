@@ -5,7 +5,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from store import Store
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from store import Run, RunNotFound, Store
+from trainer.live_config import live_config_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STEPS, METRICS = 1500, ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
@@ -51,3 +55,41 @@ def test_four_trainers_and_a_reader_lose_nothing_and_never_see_a_lock_error(tmp_
     assert values["value"].tolist() == [step + 0.3 for step in range(1, STEPS + 1)]
     assert set(reader.runs()["status"]) == {"finished"}
     assert all(len(reader.events(f"w{i}")) == STEPS // 100 for i in range(4))
+
+
+# ----------------------------------------------------------- run ids and paths
+
+HOSTILE_IDS = ["../evil", "../../etc/passwd", "/etc", "a/b", "..", ".", "run\x00x", "..\\evil"]
+
+
+@pytest.mark.parametrize("run_id", HOSTILE_IDS)
+def test_a_hostile_run_id_never_becomes_a_path(tmp_path, run_id):
+    store = Store(tmp_path / "runs")
+    with pytest.raises(ValueError, match="not a valid run id"):
+        store.create_run(model="mlp", dataset="digits", run_id=run_id)
+    with pytest.raises(ValueError, match="not a valid run id"):
+        live_config_path(store.runs_dir, run_id)
+    with pytest.raises(ValueError, match="not a valid run id"):
+        Run(store, run_id)
+    with pytest.raises(RunNotFound):
+        store.find_run(run_id)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing written beside the runs folder
+
+
+@pytest.mark.parametrize("text", ["../../etc/passwd model", "/abs/path", "名字 with spaces", "..", "a\\b/c"])
+def test_model_names_and_run_names_from_users_stay_inside_the_runs_folder(tmp_path, text):
+    store = Store(tmp_path / "runs")
+    with store.start_run(model=text, dataset="digits", name=text) as run:
+        run.log(1, {"train/loss": 0.5})
+    assert run.dir.resolve().parent == store.runs_dir
+    assert store.run(run.id)["name"] == text  # the name is shown as given, never used as a path
+
+
+def test_the_run_page_refuses_a_hostile_run_in_its_address(runs_store):
+    runs_store.create_run(model="mlp", dataset="digits", run_id="mlp_1")
+    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app_pages" / "run.py"), default_timeout=30)
+    at.query_params["run"] = "../../etc"
+    at.run()
+    assert not at.exception
+    assert "no run matches '../../etc'" in at.warning[0].value
+    assert at.selectbox(key="run_picker").value == "mlp_1"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from store import SOURCES
+from store.paths import run_dir_for
 from trainer.config import CONTROLS, ConfigError
 
 CONFIG_FILENAME = "config.json"
@@ -31,8 +32,8 @@ CHANGE_KEY = "_change"
 
 
 def live_config_path(runs_dir: Path, run_id: str) -> Path:
-    """The live config file of ``run_id`` in the runs folder ``runs_dir``."""
-    return Path(runs_dir) / run_id / CONFIG_FILENAME
+    """The live config file of ``run_id`` in the runs folder ``runs_dir``; refuses ids that would leave it."""
+    return run_dir_for(Path(runs_dir), run_id) / CONFIG_FILENAME
 
 
 @dataclass(frozen=True)

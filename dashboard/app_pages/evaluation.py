@@ -7,8 +7,6 @@ an epoch's predictions never change, so switching tabs, or back to an epoch seen
 before, costs no computation. A panel whose data is missing says why.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -94,7 +92,7 @@ def show_thumbnails(run_id: str, samples: pd.DataFrame) -> None:
     if not st.toggle("Show the samples", key=f"eval_show_{run_id}_{samples['index'].iloc[0]}",
                      help="Loads the run's data set once (seconds), then shows each image or text."):
         return
-    run_dir, indices = Path(data.runs_dir()) / run_id, samples["index"].tolist()
+    run_dir, indices = data.run_dir(run_id), samples["index"].tolist()
     texts = probe_panels.snippets(run_dir, indices)
     if any(text is not None for text in texts):
         for sample, text in zip(samples["sample"], texts):
@@ -330,12 +328,12 @@ with calibration:
 with hard:
     show_hard_samples(folder, run_id, epoch)
 with feature_space:
-    probe_panels.feature_space_panel(Path(folder) / run_id, predictions)
+    probe_panels.feature_space_panel(data.run_dir(run_id), predictions)
 with gradcam:
     if st.toggle("Explain predictions with Grad-CAM", key=f"eval_gradcam_{run_id}",
                  help="Loads the run's best or last checkpoint and its data (seconds), then explains the "
                       "samples you pick."):
-        probe_panels.gradcam_panel(Path(folder) / run_id, predictions)
+        probe_panels.gradcam_panel(data.run_dir(run_id), predictions)
     else:
         st.caption("Grad-CAM shows where a convolutional model looked for evidence of a class, on samples "
                    "you pick (image models only).")
