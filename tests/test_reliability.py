@@ -9,7 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from store import Run, RunNotFound, Store
-from trainer.live_config import live_config_path
+from trainer.live_config import (
+    ChangeNote,
+    live_config_path,
+    parse_live_file,
+    render_live_file,
+    request_control,
+    write_atomic,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STEPS, METRICS = 1500, ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
@@ -93,3 +100,36 @@ def test_the_run_page_refuses_a_hostile_run_in_its_address(runs_store):
     assert not at.exception
     assert "no run matches '../../etc'" in at.warning[0].value
     assert at.selectbox(key="run_picker").value == "mlp_1"
+
+
+# ------------------------------------------------------------- save storms
+
+def test_a_save_storm_within_one_epoch_applies_only_the_last_complete_content_once(tmp_path):
+    """Pause mid-epoch, then save 60 times: editor-style partial writes, atomic saves of other
+    learning rates, garbage. Only the content on disk at the next boundary counts, once."""
+    from tests.test_live_steering import epochs_logged, start_and_finish_epoch_1, wait_for
+
+    proc, store, run_id, config_path = start_and_finish_epoch_1(tmp_path / "runs", "num_epochs=200")
+    request_control(config_path, "pause")
+    wait_for(lambda: store.run(run_id)["status"] == "paused", "the pause", proc, timeout=30)
+    versions_before = len(store.config_versions(run_id))
+    complete = config_path.read_bytes()
+    config = parse_live_file(complete.decode("utf-8")).values
+    for i in range(20):  # every save keeps "pause", so the storm stays inside this epoch
+        config_path.write_bytes(complete[: len(complete) * (i + 1) // 21])  # an editor's partial write
+        write_atomic(config_path, render_live_file({**config, "learning_rate": 0.0001 * (i + 1)}, "pause",
+                                                   ChangeNote(source="user", reason=f"storm {i}")))
+        config_path.write_bytes(b"\xff\xfe not json at all")
+    write_atomic(config_path, render_live_file({**config, "learning_rate": 0.0042}, "run",
+                                               ChangeNote(source="user", reason="the last word")))
+    wait_for(lambda: len(store.config_versions(run_id)) > versions_before, "the edit is applied", proc)
+    wait_for(lambda: epochs_logged(store, run_id) >= 4, "two more epochs", proc)
+    request_control(config_path, "stop")
+    assert proc.wait(timeout=30) == 0
+
+    versions = store.config_versions(run_id)
+    applied = versions.iloc[versions_before:]
+    assert len(applied) == 1, applied[["version", "reason"]]
+    assert applied.iloc[0]["config"]["learning_rate"] == 0.0042 and applied.iloc[0]["reason"] == "the last word"
+    errors = store.events(run_id).query("level == 'error'")
+    assert errors.empty, errors["message"].tolist()  # nothing half-written was ever read at a boundary
