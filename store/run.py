@@ -56,13 +56,14 @@ class Run:
             self._beater.join(timeout=HEARTBEAT_INTERVAL_S)
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            if exc_type is None:
-                writer.close()  # a failed last write fails the run below, with the error
-            else:
-                try:
-                    writer.close()
-                except Exception as error:  # the run already failed; say that metrics were lost too
-                    self.event("error", f"Could not write the last metrics: {error}")
+            try:
+                writer.close()
+            except Exception as error:
+                message = f"Could not write the last metrics: {type(error).__name__}: {error}"
+                self.event("error", message)
+                if exc_type is None:  # the loop itself ended well: the lost metrics fail the run
+                    self.store.update_run(self.id, status="failed", error=message)
+                    raise
         if exc_type is None:
             self.store.update_run(self.id, status=self._final_status)
         elif issubclass(exc_type, KeyboardInterrupt):

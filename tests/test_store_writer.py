@@ -3,6 +3,7 @@ clustered metrics table and the fast read path."""
 
 import math
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -111,6 +112,19 @@ def test_log_returns_while_the_disk_is_busy(store):
         release.set()
         run.flush()
         assert store.metrics([run.id])["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_metrics_that_cannot_be_written_at_the_end_fail_the_run_loudly(store, monkeypatch):
+    def full_disk(batch):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "write_metric_rows", full_disk)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        with store.start_run(model="mlp", dataset="digits") as run:
+            run.log(1, {"train/loss": 0.5})
+    record = store.run(run.id)
+    assert record["status"] == "failed" and "disk is full" in record["error"]
+    assert "Could not write the last metrics" in store.events(run.id)["message"].iloc[0]
 
 
 def test_a_checkpoint_is_never_ahead_of_its_metrics(store, tmp_path):
