@@ -37,18 +37,20 @@ def metric_rows(run_id: str, epoch: int, metrics: Mapping[str, float]) -> list[M
         raise
 
 
-def metrics_frame(series: list[tuple[str, str, str, int]], numbers: Iterable[tuple], total: int) -> pd.DataFrame:
+def metrics_frame(series: list[tuple[str, str, str, int]], numbers: Iterable[tuple]) -> pd.DataFrame:
     """Long-form metrics from the two halves of one read.
 
     ``series`` lists each (run_id, split, name, row count) in table order and
-    ``numbers`` yields (epoch, value, time) rows in the same order, ``total``
-    of them. Only numbers cross from SQLite to Python row by row; the text
+    ``numbers`` yields (epoch, value, time) rows in the same order, as many as
+    the counts add up to. Only numbers cross from SQLite to Python row by row; the text
     columns are rebuilt by repeating each series' key, which makes reading a
     whole workload about twice as fast as ``pandas.read_sql_query``.
     A missing value (SQLite keeps NaN as NULL) must arrive as the text 'nan'.
     """
+    counts = [count for *_, count in series]
+    total = sum(counts)
     flat = np.fromiter(itertools.chain.from_iterable(numbers), dtype=np.float64, count=3 * total).reshape(total, 3)
-    which = np.repeat(np.arange(len(series)), [count for *_, count in series])
+    which = np.repeat(np.arange(len(series)), counts)
     keys = {column: pd.array([s[i] for s in series], dtype="str").take(which)
             for i, column in enumerate(("run_id", "split", "name"))}
     return pd.DataFrame({"run_id": keys["run_id"], "epoch": flat[:, 0].astype(np.int64), "split": keys["split"],

@@ -294,7 +294,7 @@ class Store(AdviceQueries):
                 f"SELECT epoch, COALESCE(value, 'nan'), time FROM metrics {clause} ORDER BY run_id, split, name, epoch",
                 params,
             )
-            return metrics_frame(series, numbers, total=sum(count for *_, count in series))
+            return metrics_frame(series, numbers)
 
     @contextmanager
     def _read_snapshot(self):
