@@ -8,9 +8,10 @@ metrics, config versions, events and checkpoints.
     store.metrics([run.id])          # pandas DataFrame
 """
 
+from store.db import StoreWriteError
 from store.paths import resolve_runs_dir, safe_component
 from store.run import Run
 from store.store import HEARTBEAT_TIMEOUT_S, LIVE_STATUSES, SOURCES, STATUSES, RunNotFound, Store
 
 __all__ = ["Store", "Run", "RunNotFound", "resolve_runs_dir", "safe_component", "STATUSES", "LIVE_STATUSES", "SOURCES",
-           "HEARTBEAT_TIMEOUT_S"]
+           "HEARTBEAT_TIMEOUT_S", "StoreWriteError"]

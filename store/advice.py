@@ -28,7 +28,7 @@ class AdviceQueries:
         suggestions: Iterable[dict[str, Any]],
     ) -> None:
         """Keep one advisor reply; ``suggestions`` are plain dicts (JSON-safe values)."""
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["advice"].insert(
                 {
                     "id": advice_id,
@@ -68,7 +68,7 @@ class AdviceQueries:
 
     def record_report(self, run_id: str, *, report_id: str, version: int, epoch: int, markdown: str,
                       path: str) -> None:
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["reports"].upsert(
                 {"id": report_id, "run_id": run_id, "version": int(version), "epoch": int(epoch),
                  "time": time.time(), "markdown": markdown, "path": path},

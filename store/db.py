@@ -12,6 +12,13 @@ from store.migrations import migrate
 BUSY_TIMEOUT_MS = 10_000  # writers wait this long for a lock before raising
 
 
+class StoreWriteError(RuntimeError):
+    """The database took no write: disk full, read-only, locked too long, or an I/O error.
+
+    Nothing committed before is lost; the write that failed was rolled back.
+    """
+
+
 def connect(path: Path) -> sqlite_utils.Database:
     """Open (creating and migrating if needed) the database at ``path``.
 

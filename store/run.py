@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from store.db import StoreWriteError
 from store.paths import run_dir_for
 from store.rows import metric_rows
 from store.writer import MetricWriter
@@ -54,16 +55,36 @@ class Run:
         self._stop_beating.set()
         if self._beater is not None:
             self._beater.join(timeout=HEARTBEAT_INTERVAL_S)
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            try:
-                writer.close()
-            except Exception as error:
-                message = f"Could not write the last metrics: {type(error).__name__}: {error}"
-                self.event("error", message)
-                if exc_type is None:  # the loop itself ended well: the lost metrics fail the run
-                    self.store.update_run(self.id, status="failed", error=message)
-                    raise
+        lost = self._close_writer()
+        try:
+            self._record_end(exc_type, exc, tb, lost)
+        except StoreWriteError:
+            # The database takes no writes (disk full, read-only). An error already on its
+            # way out says more than this one; the run reads as crashed once the process is gone.
+            if exc_type is None and lost is None:
+                raise
+        if exc_type is None and lost is not None:
+            raise lost  # the loop ended well, but its last metrics are not in the database
+        return False  # never swallow the exception
+
+    def _close_writer(self) -> BaseException | None:
+        """Write the last metrics and stop the writer; the error if they could not be written."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        try:
+            writer.close()
+        except Exception as error:
+            return error
+        return None
+
+    def _record_end(self, exc_type, exc, tb, lost: BaseException | None) -> None:
+        if lost is not None:
+            message = f"Could not write the last metrics: {type(lost).__name__}: {lost}"
+            self.event("error", message)
+            if exc_type is None:  # the lost metrics fail a run that otherwise ended well
+                self.store.update_run(self.id, status="failed", error=message)
+                return
         if exc_type is None:
             self.store.update_run(self.id, status=self._final_status)
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -73,7 +94,6 @@ class Run:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.event("error", f"Run failed: {exc_type.__name__}: {exc}")
             self.store.update_run(self.id, status="failed", error=text)
-        return False  # never swallow the exception
 
     def _beat_forever(self) -> None:
         while not self._stop_beating.wait(HEARTBEAT_INTERVAL_S):

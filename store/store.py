@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ import pandas as pd
 
 from store.advice import AdviceQueries
 from store.configdiff import diff_configs
-from store.db import connect
+from store.db import StoreWriteError, connect
+from store.liveness import HEARTBEAT_TIMEOUT_S, process_gone
 from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
 from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
 from store.rows import MetricRow, metric_rows, metrics_frame
@@ -23,9 +25,6 @@ from store.run import Run
 
 STATUSES = ("running", "paused", "finished", "failed", "stopped")
 LIVE_STATUSES = ("running", "paused")
-# A live run whose heartbeat is older than this is shown as "crashed". The
-# trainer beats every few seconds, so a minute means the process is gone.
-HEARTBEAT_TIMEOUT_S = 60.0
 LEVELS = ("info", "warning", "error")
 SOURCES = ("user", "file", "llm", "cli")
 
@@ -51,6 +50,21 @@ class Store(AdviceQueries):
         with self._lock:
             self.db.conn.close()
 
+    @contextmanager
+    def _write(self):
+        """One write transaction; a database that takes no writes raises ``StoreWriteError``.
+
+        Disk full, a read-only file or folder, a lock held past the busy timeout,
+        an I/O error: SQLite reports each as an ``OperationalError``, rolled back.
+        Other errors (a broken constraint) are bugs and pass through as they are.
+        """
+        with self._lock:
+            try:
+                with self.db.conn:
+                    yield
+            except sqlite3.OperationalError as exc:
+                raise StoreWriteError(f"cannot write to {self.db_path}: {exc}") from exc
+
     # ----------------------------------------------------------------- writes
 
     def create_run(
@@ -64,7 +78,7 @@ class Store(AdviceQueries):
         """Insert a new running run and return its id (unique, path-safe)."""
         base = run_id or make_run_id(model)
         now = time.time()
-        with self._lock, self.db.conn:
+        with self._write():
             candidate, n = base, 1
             while self.db["runs"].count_where("id = ?", [candidate]):
                 n += 1
@@ -93,12 +107,12 @@ class Store(AdviceQueries):
             raise ValueError(f"unknown status {fields['status']!r}; expected one of {STATUSES}")
         now = time.time()
         fields.setdefault("updated", now)
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["runs"].update(run_id, fields)
 
     def beat(self, run_id: str) -> None:
         """Record that the run's process is alive."""
-        with self._lock, self.db.conn:
+        with self._write():
             self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", [time.time(), run_id])
 
     def log_metrics(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -114,7 +128,7 @@ class Store(AdviceQueries):
         if not rows:
             return
         now = time.time()
-        with self._lock, self.db.conn:
+        with self._write():
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO metrics (run_id, split, name, epoch, value, time) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
@@ -141,7 +155,7 @@ class Store(AdviceQueries):
         """
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
-        with self._lock, self.db.conn:
+        with self._write():
             previous = self._latest_config_row(run_id)
             version = previous["version"] + 1 if previous else 1
             old = json.loads(previous["config"]) if previous else None
@@ -163,7 +177,7 @@ class Store(AdviceQueries):
     def add_event(self, run_id: str, level: str, message: str, epoch: int | None = None) -> None:
         if level not in LEVELS:
             raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["events"].insert(
                 {"run_id": run_id, "time": time.time(), "epoch": epoch, "level": level, "message": message}
             )
@@ -171,7 +185,7 @@ class Store(AdviceQueries):
     def record_checkpoint(
         self, run_id: str, *, kind: str, epoch: int, path: str | Path, metric: str = "", value: float | None = None
     ) -> None:
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["checkpoints"].upsert(
                 {
                     "run_id": run_id,
@@ -191,13 +205,13 @@ class Store(AdviceQueries):
     ) -> None:
         """The run's validation samples (labels, ids, class names), once per run."""
         row = samples_row(run_id, labels, sample_ids, class_names, task, train_counts)
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["val_samples"].upsert(row, pk="run_id")
 
     def record_predictions(self, run_id: str, epoch: int, probs) -> None:
         """One epoch's class probabilities, (samples, classes), in val-sample order."""
         blob, rows, cols = encode_probs(probs)
-        with self._lock, self.db.conn:
+        with self._write():
             self.db["predictions"].upsert(
                 {"run_id": run_id, "epoch": int(epoch), "probs": blob, "rows": rows, "cols": cols,
                  "time": time.time()},
@@ -245,8 +259,11 @@ class Store(AdviceQueries):
             """,
             params,
         )
-        stale = df["status"].isin(LIVE_STATUSES) & (time.time() - df["heartbeat"] > HEARTBEAT_TIMEOUT_S)
-        df.loc[stale, "status"] = "crashed"
+        live = df["status"].isin(LIVE_STATUSES)
+        silent = time.time() - df["heartbeat"] > HEARTBEAT_TIMEOUT_S
+        gone = pd.Series([is_live and process_gone(pid, host) for is_live, pid, host
+                          in zip(live, df["pid"], df["host"])], index=df.index, dtype=bool)
+        df.loc[live & (silent | gone), "status"] = "crashed"
         return df
 
     def find_run(self, ref: str) -> str:
@@ -340,6 +357,12 @@ class Store(AdviceQueries):
             rows = self.db.execute("SELECT epoch FROM predictions WHERE run_id = ? ORDER BY epoch", [run_id])
             return [row[0] for row in rows.fetchall()]
 
+    def val_sample_ids(self, run_id: str) -> list[str] | None:
+        """The ids of the run's validation samples, in order; ``None`` if none were recorded."""
+        with self._lock:
+            row = self.db.execute("SELECT sample_ids FROM val_samples WHERE run_id = ?", [run_id]).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def predictions(self, run_id: str, epoch: int) -> Predictions | None:
         """The validation predictions of one epoch, or ``None`` if none were stored."""
         with self._lock:
@@ -365,3 +388,10 @@ class Store(AdviceQueries):
     def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None):
         """Open a run for logging; use as ``with store.start_run(...) as run:``."""
         return Run(self, self.create_run(model=model, dataset=dataset, name=name, run_id=run_id))
+
+    def reopen_run(self, run_id: str) -> Run:
+        """Take an existing run up again in this process (``tiller resume``): running, beating from here."""
+        now = time.time()
+        self.update_run(run_id, status="running", error=None, heartbeat=now, pid=os.getpid(),
+                        host=socket.gethostname())
+        return Run(self, run_id)

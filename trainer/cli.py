@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -13,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from store import RunNotFound, Store, resolve_runs_dir
+from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, resolve_runs_dir
 from store.paths import RUNS_DIR_ENV
 from trainer.config import ConfigError, describe_keys, validate_config
 from trainer.live_config import live_config_path, parse_live_file, request_change, request_control
@@ -73,7 +74,6 @@ def fail(message: str, code: int = 2) -> None:
 
 def cmd_train(args) -> None:
     from trainer.loop import train  # torch loads only for the commands that train
-    from trainer.state import SetupError
 
     try:
         values = load_config_file(args.config) if args.config else {}
@@ -82,15 +82,46 @@ def cmd_train(args) -> None:
     except ConfigError as exc:
         where = f" in {args.config}" if args.config else ""
         fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
-    stop_on_sigterm()
-    try:
+    with training_errors_reported():
         train(config, open_store(args), name=args.name, source="cli",
               reason=f"started from {args.config}" if args.config else "started from the command line",
               say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
+
+
+def cmd_resume(args) -> None:
+    """Un-pause a live run; continue a crashed, failed or stopped one from its last checkpoint."""
+    store = open_store(args)
+    run_id = resolve_run(store, args.run)
+    if store.run(run_id)["status"] in LIVE_STATUSES:
+        request_control(live_config_path(store.runs_dir, run_id), "run", fallback=store.current_config(run_id))
+        print(f"resume sent to {run_id} (takes effect at the next training step)")
+        return
+    from trainer.resume import CannotResume, resume
+
+    with training_errors_reported():
+        try:
+            resume(store, run_id, say=functools.partial(print, flush=True))
+        except CannotResume as exc:
+            fail(f"cannot resume: {exc}")
+
+
+@contextlib.contextmanager
+def training_errors_reported():
+    """What stops a training command, said in a line or two instead of a traceback."""
+    from trainer.loop import TrainingHalted
+    from trainer.state import SetupError
+
+    stop_on_sigterm()
+    try:
+        yield
     except KeyboardInterrupt:
         fail("interrupted; the run is recorded as stopped", code=130)
     except SetupError as exc:
         fail(f"cannot start the run: {exc}")
+    except TrainingHalted as exc:
+        fail(str(exc), code=1)
+    except StoreWriteError as exc:  # before any epoch: the run could not even be recorded
+        fail(str(exc), code=1)
 
 
 def cmd_dashboard(args) -> None:
@@ -194,7 +225,7 @@ def cmd_set(args) -> None:
 def cmd_control(args) -> None:
     store = open_store(args)
     run_id = resolve_run(store, args.run)
-    control = {"pause": "pause", "resume": "run", "stop": "stop"}[args.command]
+    control = {"pause": "pause", "stop": "stop"}[args.command]
     request_control(live_config_path(store.runs_dir, run_id), control, fallback=store.current_config(run_id))
     print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
 
@@ -266,10 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
     p.add_argument("assignments", type=parse_assignment, nargs="+", metavar="KEY=VALUE")
     p.add_argument("--reason", default="", help="why; recorded with the config version")
-    for verb, text in (("pause", "pause a run at its next step"), ("resume", "resume a paused run"),
-                       ("stop", "stop a run at its next step")):
+    for verb, text in (("pause", "pause a run at its next step"), ("stop", "stop a run at its next step")):
         p = add(verb, cmd_control, text)
         p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
+    p = add("resume", cmd_resume, "resume a paused run, or continue a crashed, failed or stopped run from its "
+                                  "last checkpoint (in this terminal)")
+    p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
     p = add("suggest", cmd_suggest, "ask the advisor (Claude, or offline rules without a key) about a run")
     p.add_argument("run", help="run id, a unique prefix of it, or 'latest'")
     p.add_argument("--question", "-q", help="what you want to know, e.g. 'why is val loss rising?'")

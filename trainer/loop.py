@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from store import Run, Store
+from store import Run, Store, StoreWriteError
 from trainer.advisor.autopilot import Autopilot
 from trainer.advisor.report import write_change_report
 from trainer.appliers import apply_change
-from trainer.checkpoint import save_checkpoint
+from trainer.checkpoint import CheckpointWriteError, save_checkpoint, training_payload
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import class_counts
 from trainer.epoch import EpochObservations, train_one_epoch, validate
@@ -41,6 +41,10 @@ class StopRequested(Exception):
     """The live config asked the run to stop."""
 
 
+class TrainingHalted(RuntimeError):
+    """Training stopped because its records could not be written; everything written before is intact."""
+
+
 def train(
     config: TrainConfig,
     store: Store,
@@ -58,9 +62,37 @@ def train(
         run.config_version(config.model_dump(), source=source, reason=reason or "initial config", epoch=1)
         announce_start(run, state)
         say(f"run {run.id}  (steer it by editing {config_path})")
-        with ConfigWatcher(config_path) as watcher:
-            EpochLoop(state, run, watcher, config_path, say).run_to_end()
+        run_epochs(state, run, say)
     return run.id
+
+
+def run_epochs(state: TrainingState, run: Run, say: Callable[[str], None], first_epoch: int = 1,
+               before_first: Callable[[Path], None] | None = None) -> None:
+    """Train ``run`` from ``first_epoch`` to its end, steered through its live config file.
+
+    ``before_first(config_path)`` runs once the file is watched, so what it writes
+    there is taken at the first epoch boundary. A database or disk that takes no
+    more writes stops training with ``TrainingHalted``, which says how to go on.
+    """
+    config_path = run.dir / CONFIG_FILENAME
+    with ConfigWatcher(config_path) as watcher:
+        if before_first is not None:
+            before_first(config_path)
+        loop = EpochLoop(state, run, watcher, config_path, say)
+        try:
+            loop.run_to_end(first_epoch)
+        except (StoreWriteError, CheckpointWriteError) as exc:
+            raise TrainingHalted(halted_message(exc, run, loop.checkpointed_epoch)) from exc
+
+
+def halted_message(exc: Exception, run: Run, checkpointed_epoch: int) -> str:
+    kept = (f"checkpoints/last.pt holds epoch {checkpointed_epoch}" if checkpointed_epoch
+            else "no epoch was checkpointed yet, so it starts again from epoch 1")
+    return (f"training stopped: {exc}\n"
+            f"  Everything written before is kept: the metrics and config history in the database, and {kept} "
+            f"(in {run.dir}).\n"
+            f"  Free some disk space (or make the runs folder writable again), then go on with: "
+            f"tiller resume {run.id}")
 
 
 def dataset_label(config: TrainConfig) -> str:
@@ -92,9 +124,11 @@ class EpochLoop:
         self.observations = EpochObservations()
         self.last_probs = None
         self.autopilot = Autopilot(run.store.runs_dir, run.id, run.event)
+        self.checkpointed_epoch = 0  # the epoch checkpoints/last.pt holds
 
-    def run_to_end(self) -> None:
-        epoch = 1
+    def run_to_end(self, first_epoch: int = 1) -> None:
+        epoch = first_epoch
+        self.checkpointed_epoch = first_epoch - 1
         while True:
             self.autopilot.settle(AUTOPILOT_SETTLE_S)
             self.take_pending_edit(epoch)
@@ -230,35 +264,32 @@ class EpochLoop:
     def stop_early(self, epoch: int) -> None:
         """End the run with the best weights in the model and in the last checkpoint."""
         stop, state = self.state.early_stop, self.state
-        stop.restore(state.model)
-        if state.ema.active:  # the best weights were the average's; it restarts from them
-            state.ema.start(state.model, state.config.model_ema_decay)
-        self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
-                              metric="val/loss", value=stop.best_loss)
-        message = (f"Early stopping after epoch {epoch}: no better validation loss for "
-                   f"{epoch - stop.best_epoch} epochs; restored the weights of epoch {stop.best_epoch} "
-                   f"(val loss {stop.best_loss:.4f}).")
+        if not stop.best_weights:
+            # Early stopping was turned on after a resume, and the best epoch came before it:
+            # its weights were never kept (checkpoints hold them only while it is on).
+            message = (f"Early stopping after epoch {epoch}: no better validation loss for {epoch - stop.best_epoch} "
+                       f"epochs. The weights of epoch {stop.best_epoch} were not kept across the resume, so the "
+                       f"run ends with the weights of epoch {epoch}; best.pt holds the best accuracy's.")
+        else:
+            stop.restore(state.model)
+            if state.ema.active:  # the best weights were the average's; it restarts from them
+                state.ema.start(state.model, state.config.model_ema_decay)
+            self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
+                                  metric="val/loss", value=stop.best_loss)
+            message = (f"Early stopping after epoch {epoch}: no better validation loss for "
+                       f"{epoch - stop.best_epoch} epochs; restored the weights of epoch {stop.best_epoch} "
+                       f"(val loss {stop.best_loss:.4f}).")
         self.run.event("info", message, epoch)
         self.say(message)
 
     def checkpoint_payload(self, epoch: int, **extra) -> dict:
-        """The trained weights, and the EMA average when on (the weights validation scored)."""
-        state = self.state
-        payload = {
-            "epoch": epoch,
-            "model": state.model.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "config": state.config.model_dump(),
-            "class_names": state.data.class_names,
-            **extra,
-        }
-        if state.ema.active:
-            payload["ema_model"] = state.ema.module.state_dict()
-        return payload
+        return training_payload(self.state, epoch, autopilot_log=self.autopilot.log, **extra)
 
     def write_checkpoint(self, kind: str, payload: dict, *, metric: str, value: float) -> None:
         path = self.run.dir / "checkpoints" / f"{kind}.pt"
         save_checkpoint(path, payload)
+        if kind == "last":
+            self.checkpointed_epoch = payload["epoch"]
         self.run.checkpoint(kind=kind, epoch=payload["epoch"], path=path, metric=metric, value=value)
 
     def save_checkpoints(self, epoch: int, metrics: dict[str, float]) -> None:
