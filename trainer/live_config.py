@@ -8,7 +8,8 @@ The file holds the run's config keys plus two reserved keys:
   why. A hand edit without it is recorded with source ``file``.
 
 Every writer replaces the file atomically (temp file + ``os.replace``) so the
-trainer never reads half a file.
+trainer never reads half a file. The readers here go through ``read_live_bytes``,
+which never takes in more than ``MAX_LIVE_FILE_BYTES`` + 1 bytes of it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ CONFIG_FILENAME = "config.json"
 STATE_FILENAME = "state.json"  # written by the trainer after each epoch: what is in force
 CONTROL_KEY = "control"
 CHANGE_KEY = "_change"
+# A whole config is about 2 KB of JSON. 1 MiB is hundreds of times that, so no
+# hand edit ever comes near it, while a file past it is a mistake (a log pasted
+# in, the wrong file saved over it) that must not make the trainer, the watcher
+# on every save, or the dashboard on every rerun read, decode and parse
+# megabytes or gigabytes; it is refused like any other bad edit.
+MAX_LIVE_FILE_BYTES = 2**20
 
 
 def live_config_path(runs_dir: Path, run_id: str) -> Path:
@@ -97,11 +104,80 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+class OversizedEdit(bytes):
+    """The first ``MAX_LIVE_FILE_BYTES`` + 1 bytes of a live file over the limit, standing for all of it.
+
+    It is bytes so that it goes wherever an edit's bytes go (the loop hands it
+    to ``decode_edit``, ``keep_rejected`` and ``restore_file``) and is refused
+    there by its length alone; it remembers the file's size for the message and
+    the file's identity, so ``keep_rejected`` can move that very file aside
+    rather than copy it.
+    """
+
+    path: Path
+    size: int
+    identity: tuple[int, int, int, int]
+
+    def __new__(cls, head: bytes, path: Path, stat: os.stat_result) -> "OversizedEdit":
+        edit = super().__new__(cls, head)
+        edit.path, edit.size, edit.identity = path, max(stat.st_size, len(head)), file_identity(stat)
+        return edit
+
+
+def file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """Which file, and which save of it: a replace changes the inode, a rewrite in place size or mtime."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def read_live_bytes(path: Path) -> bytes:
+    """The file's bytes, or an ``OversizedEdit`` if it holds more than ``MAX_LIVE_FILE_BYTES``.
+
+    Reads at most the limit plus one byte, however big the file is (or grows
+    while it is read), so a huge file costs no more memory than a full one.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_LIVE_FILE_BYTES + 1)
+        if len(head) <= MAX_LIVE_FILE_BYTES:
+            return head
+        return OversizedEdit(head, path, os.fstat(handle.fileno()))
+
+
+def human_size(size: int) -> str:
+    """``512 bytes``, ``2.0 KiB``, ``50.0 MiB``: a size a reader takes in at a glance."""
+    if size < 1024:
+        return f"{size} bytes"
+    value, units = size / 1024, ["KiB", "MiB", "GiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
+
+
+def refuse_oversized(raw: bytes) -> None:
+    """``ConfigError`` saying how big the file is against the limit, if it is over it."""
+    if len(raw) <= MAX_LIVE_FILE_BYTES:
+        return
+    where, size = (str(raw.path), raw.size) if isinstance(raw, OversizedEdit) else ("the file", len(raw))
+    raise ConfigError([
+        f"{where} is {human_size(size)} ({size:,} bytes), over the limit of a live config file, "
+        f"{human_size(MAX_LIVE_FILE_BYTES)} ({MAX_LIVE_FILE_BYTES:,} bytes); a whole config is about 2 KB"
+    ])
+
+
+def decode_live_file(raw: bytes) -> LiveFile:
+    """The file's bytes as config values, control and change note; ``ConfigError`` says why not."""
+    refuse_oversized(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"the file is not UTF-8 text (bad byte at offset {exc.start})"]) from None
+    return parse_live_file(text)
+
+
 def read_live_file(path: Path, fallback: Mapping[str, Any] | None = None) -> LiveFile:
     """The file as it stands; if it is unreadable, ``fallback`` (the last good config)."""
     try:
-        return parse_live_file(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ConfigError):
+        return decode_live_file(read_live_bytes(path))
+    except (OSError, ConfigError):
         if fallback is None:
             raise
         return LiveFile(values=dict(fallback))
@@ -131,24 +207,53 @@ def request_control(path: Path, control: str, fallback: Mapping[str, Any] | None
 
 
 def keep_rejected(path: Path, content: bytes) -> Path:
-    """Save a rejected edit beside the config so nothing the user typed is lost."""
+    """Save a rejected edit beside the config so nothing the user typed is lost.
+
+    An ``OversizedEdit`` is kept by renaming the file itself, so gigabytes are
+    never copied; the config path is then missing until the caller writes the
+    config in force there again.
+    """
+    target = rejected_path(path)
+    if isinstance(content, OversizedEdit) and move_aside(path, content, target):
+        return target
+    # Byte for byte: the edit may not even be UTF-8. For an oversized file that a
+    # newer save replaced before it could be moved, its first bytes are all there is.
+    target.write_bytes(content)
+    return target
+
+
+def rejected_path(path: Path) -> Path:
+    """A new name beside ``path`` for a rejected edit, never one already taken."""
     stamp = time.strftime("%Y%m%d_%H%M%S")
     target = path.with_name(f"{path.stem}.rejected-{stamp}{path.suffix}")
     n = 1
     while target.exists():
         n += 1
         target = path.with_name(f"{path.stem}.rejected-{stamp}-{n}{path.suffix}")
-    target.write_bytes(content)  # byte for byte: the edit may not even be UTF-8
     return target
+
+
+def move_aside(path: Path, edit: OversizedEdit, target: Path) -> bool:
+    """Rename ``path`` to ``target`` (same folder: nothing is copied) if it is still the file ``edit`` measured.
+
+    A newer save there is the next boundary's edit, so it stays where it is.
+    """
+    try:
+        if file_identity(path.stat()) != edit.identity:
+            return False
+    except FileNotFoundError:
+        return False
+    os.replace(path, target)
+    return True
 
 
 def pending_edit(config_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """What the live file asks for that the run has not applied yet (or why it cannot)."""
     try:
-        live = parse_live_file(config_path.read_text(encoding="utf-8"))
+        live = decode_live_file(read_live_bytes(config_path))
     except FileNotFoundError:
         return None
-    except (ConfigError, UnicodeDecodeError, OSError) as exc:
+    except (ConfigError, OSError) as exc:
         return {"error": str(exc)}
     changes = {k: [config.get(k), v] for k, v in live.values.items() if config.get(k) != v}
     if not changes and live.control == "run":

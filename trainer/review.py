@@ -12,7 +12,7 @@ from typing import Any
 
 from store.configdiff import diff_configs
 from trainer.config import ConfigError, TrainConfig, frozen_violations, validate_config
-from trainer.live_config import ChangeNote, LiveFile, parse_live_file
+from trainer.live_config import ChangeNote, LiveFile, decode_live_file
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,8 @@ class AcceptedChange:
 
 
 def decode_edit(raw: bytes) -> LiveFile:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"the file is not UTF-8 text (bad byte at offset {exc.start})"]) from None
-    return parse_live_file(text)
+    """The edit's bytes as a ``LiveFile``; ``ConfigError`` if too big, not UTF-8 or not a config object."""
+    return decode_live_file(raw)
 
 
 def review_edit(live: LiveFile, current: TrainConfig, epochs_done: int) -> AcceptedChange | None:

@@ -23,7 +23,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from trainer.config import ConfigError
-from trainer.live_config import parse_live_file
+from trainer.live_config import decode_live_file, read_live_bytes
 
 
 # Events that can change the file's content. Opening and closing without a
@@ -69,9 +69,9 @@ class ConfigWatcher(FileSystemEventHandler):
     def refresh_control(self) -> None:
         """Adopt the file's ``control`` value, if the file is readable right now."""
         try:
-            self.control = parse_live_file(self.path.read_text(encoding="utf-8")).control
-        except (OSError, UnicodeDecodeError, ConfigError):
-            pass  # a half-written or bad file: keep the last control; the epoch boundary reports it
+            self.control = decode_live_file(read_live_bytes(self.path)).control
+        except (OSError, ConfigError):
+            pass  # a half-written, bad or oversized file: keep the last control; the epoch boundary reports it
 
     def wait_for_edit(self, timeout: float | None = None) -> bool:
         """Block until an edit of the file has been flagged, or ``timeout`` seconds pass.
@@ -99,7 +99,9 @@ class ConfigWatcher(FileSystemEventHandler):
         """The file's bytes if it changed since the last call, else ``None``.
 
         Also compares size and mtime, so an edit is not missed on file systems
-        where change notifications do not arrive (network mounts).
+        where change notifications do not arrive (network mounts). A file over
+        ``MAX_LIVE_FILE_BYTES`` comes back as an ``OversizedEdit``, its first
+        bytes only, which ``decode_edit`` refuses.
         """
         stat = self._stat()
         if not self._edited.is_set() and stat == self._seen_stat:
@@ -107,7 +109,7 @@ class ConfigWatcher(FileSystemEventHandler):
         self._edited.clear()
         self._seen_stat = stat
         try:
-            return self.path.read_bytes()
+            return read_live_bytes(self.path)
         except FileNotFoundError:
             return None  # deleted: keep training on the last good config
 
