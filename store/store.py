@@ -43,7 +43,10 @@ class Store(AdviceQueries):
     def __init__(self, runs_dir: str | os.PathLike | None = None):
         self.runs_dir = resolve_runs_dir(runs_dir)
         self.db_path = self.runs_dir / DB_FILENAME
-        self.db = connect(self.db_path)
+        try:
+            self.db = connect(self.db_path)
+        except (sqlite3.OperationalError, OSError) as exc:  # WAL needs its side files: even reading writes
+            raise StoreWriteError(f"cannot open {self.db_path}: {exc}") from exc
         self._lock = threading.RLock()
 
     def close(self) -> None:

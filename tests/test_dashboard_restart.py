@@ -292,14 +292,11 @@ def is_read(fields: list[str]) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: `tiller dashboard` does not end its Streamlit child on SIGTERM (cmd_dashboard installs no "
-    "SIGTERM handler and subprocess.call is not interrupted), so `kill <pid>` leaves Streamlit serving "
-    "the port and the next `tiller dashboard` on that port exits with 'Port N is not available'"))
-def test_sigterm_to_the_dashboard_command_alone_also_ends_its_streamlit_server(store, dashboards):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_ending_the_dashboard_command_alone_also_ends_its_streamlit_server(store, dashboards, signum):
     port = free_port()
     dashboard = dashboards.start(port)
-    dashboard.send_signal(signal.SIGTERM)  # the command's own pid, as `kill PID` or a pid file would
+    dashboard.send_signal(signum)  # the command's own pid, as `kill PID` or a pid file would
     dashboard.wait(timeout=30)
     deadline = time.monotonic() + 10
     while port_open(port) and time.monotonic() < deadline:

@@ -53,7 +53,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 
 def open_store(args) -> Store:
-    return Store(args.runs_dir)
+    try:
+        return Store(args.runs_dir)
+    except StoreWriteError as exc:  # a read-only runs folder, a full disk: say so, no traceback
+        fail(str(exc), code=1)
 
 
 def stop_on_sigterm() -> None:
@@ -138,10 +141,33 @@ def run_dashboard(runs_dir: str | None, *, port: int, host: str, open_browser: b
         "--client.toolbarMode", "minimal",  # no "Deploy" button: this is a local tool
     ]
     print(f"Tiller dashboard: http://{'localhost' if host == '127.0.0.1' else host}:{port}")
+    stop_on_sigterm()  # `kill PID` ends the server too, instead of leaving it serving the port
+    server = subprocess.Popen(command, env=env, preexec_fn=end_with_parent if sys.platform == "linux" else None)
     try:
-        return subprocess.call(command, env=env)
+        return server.wait()
     except KeyboardInterrupt:
+        end_child(server)
         return 0
+
+
+def end_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def end_child(child: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, so it ends cleanly (a trainer records its run as stopped); SIGKILL if it will not."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def cmd_demo(args) -> None:
@@ -181,13 +207,9 @@ class DemoTrainer(threading.Thread):
     def stop(self) -> None:
         """Ending the demo stops the training too (the run is recorded as stopped)."""
         self.stopping.set()
-        if self.child is not None and self.child.poll() is None:
+        if self.child is not None:
             # SIGTERM, not SIGINT: a child started in the background may ignore SIGINT.
-            self.child.terminate()
-            try:
-                self.child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
+            end_child(self.child)
 
 
 def cmd_runs(args) -> None:

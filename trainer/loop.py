@@ -22,7 +22,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.data import class_counts
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
-from trainer.live_config import CONFIG_FILENAME, keep_rejected, render_live_file, write_atomic
+from trainer.live_config import CONFIG_FILENAME, keep_rejected, read_live_bytes, render_live_file, write_atomic
 from trainer.review import decode_edit, review_edit
 from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
 from trainer.watcher import ConfigWatcher
@@ -216,7 +216,7 @@ class EpochLoop:
     def restore_file(self, expected: bytes | None) -> None:
         """Rewrite the file as the config in force, unless someone edited it meanwhile."""
         try:
-            if expected is not None and self.config_path.read_bytes() != expected:
+            if expected is not None and read_live_bytes(self.config_path) != expected:
                 return  # a newer edit arrived: leave it for the next boundary
         except FileNotFoundError:
             pass
