@@ -39,12 +39,13 @@ def class_folders(root, counts={"良性": 3, "malignant": 4}):
 
 def test_class_folders_load_as_rgb_at_img_size(tmp_path):
     root = class_folders(tmp_path / "ct")
-    (root / "良性" / "notes.txt").write_text("not an image")  # ignored
+    (root / "良性" / "notes.txt").write_text("not an image")  # not read, but listed: it could be data
     (root / "良性" / ".DS_Store").write_bytes(b"\0\1")  # hidden: ignored
     data = load_data(config(root, img_size=24, val_split=0.4))
     assert data.class_names == ["malignant", "良性"]  # sorted folder names, as they are
     assert (data.kind, data.in_channels, data.image_size, data.num_classes) == ("image", 3, 24, 2)
-    assert len(data.train) + len(data.val) == 7 and data.skipped == []
+    assert len(data.train) + len(data.val) == 7
+    assert data.skipped == ["良性/notes.txt: not an image file (.txt), skipped"]
     image, label = data.train[0]
     assert image.shape == (3, 24, 24) and image.dtype == torch.float32
     assert 0.0 <= image.min() and image.max() <= 1.0
@@ -52,7 +53,7 @@ def test_class_folders_load_as_rgb_at_img_size(tmp_path):
     assert data.train.images.dtype == torch.uint8  # preloaded small, made float per item
     assert all(vid.split("/")[0] in data.class_names and "." in vid for vid in data.val_ids)
     assert [data.val[i][1].item() for i in range(len(data.val))] == data.val_labels.tolist()
-    assert data.source == f"class folders in {root} (7 images)"
+    assert data.source == f"class folders in {root} (7 images, 1 skipped)"
 
 
 def test_default_size_is_224_and_gray_becomes_three_equal_channels(tmp_path):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
+from trainer.data import image_folder, imdb_npz, mnist, text_csv
 from trainer.data.base import DataError
-from trainer.data.image_folder import class_folders, image_files
+from trainer.data.image_folder import class_folders, describe_files, image_files, names, split_folder_hint
 from trainer.data.mnist import has_idx_files
 from trainer.data.paths import files_with_suffix, visible_children
 
-EXPECTED = ("a folder of class folders of images (data_dir/<class name>/*.jpg), MNIST IDX files "
-            "(train-images-idx3-ubyte ...), a .csv with columns text,label, or a Keras imdb.npz")
+LAYOUTS = {
+    "image_folder": image_folder.LAYOUT,
+    "mnist": mnist.LAYOUT,
+    "text_csv": text_csv.LAYOUT,
+    "imdb_npz": imdb_npz.LAYOUT,
+}
+EXPECTED = ", ".join(list(LAYOUTS.values())[:-1]) + ", or " + list(LAYOUTS.values())[-1]
 BY_SUFFIX = {".csv": "text_csv", ".npz": "imdb_npz"}
 
 
@@ -35,18 +40,21 @@ def detect_dataset(path: Path) -> str:
 
 
 def describe_contents(folder: Path) -> str:
-    """'3 files (.json, .txt) and 2 folders (train, test) with no images directly in them'."""
+    """'3 files (.json, .txt) and 2 folders (train, test) with no images directly in them',
+    and what to do when those folders are a train/val split of class folders."""
     children = visible_children(folder)
-    files = [p for p in children if p.is_file()]
-    folders = [p for p in children if p.is_dir()]
     if not children:
         return "nothing in it"
-    suffixes = Counter(p.suffix.lower() or "no suffix" for p in files)
-    parts = []
-    if files:
-        parts.append(f"{len(files)} files ({', '.join(sorted(suffixes))})")
-    if folders:
-        names = ", ".join(p.name for p in folders[:5]) + (", ..." if len(folders) > 5 else "")
-        parts.append(f"{len(folders)} folders ({names}) with no images directly in them; if they hold "
-                     f"class folders, set data_dir to one of them")
-    return " and ".join(parts)
+    folders = [p for p in children if p.is_dir()]
+    described = describe_files(children)
+    if not folders:
+        return described
+    split = [p for p in folders if any(image_files(c) for c in class_folders(p))]
+    if split:
+        verb = "hold" if len(split) > 1 else "holds"
+        return (f"{described}; {names(split)} {verb} class folders of images rather than images"
+                f"{split_folder_hint(split[0])}")
+    inside = [child for p in folders for child in visible_children(p)]
+    holding = f"holding {describe_files(inside)}" if inside else "all empty"
+    return (f"{described}, with no images directly in the folders ({holding}); if they hold class folders, "
+            f"set data_dir to one of them")

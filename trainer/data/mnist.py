@@ -1,6 +1,10 @@
 """MNIST as its IDX files (``train-images-idx3-ubyte`` and friends, gzipped or not).
 
 Whatever pairs are there (train, t10k) are pooled and split like any other source.
+The classes are the label numbers that occur, in order: 0-9 for MNIST and Fashion-MNIST,
+1-26 for EMNIST letters (whose class 0 is empty). IDX files are arrays written by a
+program, so a bad one (wrong magic number, truncated, images and labels of different
+lengths, a label number held by a single image) is refused as a whole, never patched.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from trainer.data.paths import visible_children
 from trainer.data.resize import resize_square
 from trainer.data.split import split_images
 
+LAYOUT = ("a folder of MNIST IDX files (train-images-idx3-ubyte and train-labels-idx1-ubyte, optionally "
+          "t10k-*, each may be .gz)")
 NATIVE_SIZE = 28
 PARTS = ("train", "t10k")
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3 dims / 1 dim
@@ -56,20 +62,19 @@ def load_mnist(folder: Path, config) -> DataSplit:
         raise DataError(f"mnist needs the folder holding the IDX files; {folder} is a file")
     pairs = idx_pairs(folder)
     if not pairs:
-        raise DataError(f"no MNIST IDX files in {folder}: expected train-images-idx3-ubyte and "
-                        f"train-labels-idx1-ubyte (optionally t10k-*, each may be .gz)")
-    images, labels, ids = [], [], []
+        raise DataError(f"no MNIST IDX files in {folder}: expected {LAYOUT}")
+    images, labels, ids, label_ids = [], [], [], []
     for images_path, labels_path in pairs:
         part_images, part_labels = read_pair(images_path, labels_path)
         images.append(part_images)
         labels.append(part_labels)
         ids += [f"{images_path.name}#{i}" for i in range(len(part_labels))]
-    labels = np.concatenate(labels).astype(np.int64)
+        label_ids += [f"{labels_path.name}#{i}" for i in range(len(part_labels))]
+    numbers, labels = np.unique(np.concatenate(labels), return_inverse=True)
     pixels = torch.from_numpy(np.concatenate(images)).unsqueeze(1)
     pixels = resize_square(pixels, config.img_size or NATIVE_SIZE)
-    class_names = [str(i) for i in range(labels.max() + 1)]
-    return split_images(pixels, labels, class_names, ids, config,
-                        source=f"MNIST IDX files in {folder} ({len(labels):,} images)")
+    return split_images(pixels, labels.astype(np.int64), [str(n) for n in numbers], ids, config,
+                        label_ids=label_ids, source=f"MNIST IDX files in {folder} ({len(labels):,} images)")
 
 
 def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,12 @@ from trainer.data.base import DataError, DataSplit, ImageTensors
 
 
 def stratified_split(labels: np.ndarray, class_names: list[str], val_split: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and validation indices, each class split in proportion."""
+                     seed: int, ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and validation indices, each class split in proportion. ``ids`` (where
+    each sample comes from) name the samples of a class too small to split."""
     check_labels(labels, class_names)
     counts = np.bincount(labels, minlength=len(class_names))
-    check_class_sizes(counts, class_names)
+    check_class_sizes(counts, class_names, labels, ids)
     n = len(labels)
     try:
         train, val = train_test_split(np.arange(n), test_size=val_split, stratify=labels, random_state=seed)
@@ -41,12 +42,20 @@ def check_labels(labels: np.ndarray, class_names: list[str]) -> None:
                         f"for the {len(class_names)} classes")
 
 
-def check_class_sizes(counts: np.ndarray, class_names: list[str]) -> None:
-    small = [f"{class_names[i]!r} has {counts[i]}" for i in np.flatnonzero(counts < 2)]
+def check_class_sizes(counts: np.ndarray, class_names: list[str], labels: np.ndarray,
+                      ids: list[str] | None = None) -> None:
+    """A class of one sample is often a stray label (a typo, a bad row): naming where that
+    sample is lets the user tell a stray from a class that needs more data."""
+    small = [f"{class_names[i]!r} has {counts[i]}{where(labels, i, ids)}" for i in np.flatnonzero(counts < 2)]
     if small:
         listed = ", ".join(small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
         raise DataError(f"every class needs at least 2 samples (one to train on, one to validate on): "
                         f"{listed}; add samples to these classes or remove them")
+
+
+def where(labels: np.ndarray, label: int, ids: list[str] | None) -> str:
+    found = np.flatnonzero(labels == label)
+    return f" ({ids[found[0]]})" if ids is not None and len(found) == 1 else ""
 
 
 def check_train_has_every_class(train_counts: np.ndarray, counts: np.ndarray, class_names: list[str],
@@ -58,9 +67,11 @@ def check_train_has_every_class(train_counts: np.ndarray, counts: np.ndarray, cl
 
 
 def split_images(images: torch.Tensor, labels: np.ndarray, class_names: list[str], ids: list[str],
-                 config, *, source: str, skipped: list[str] | None = None) -> DataSplit:
-    """A ``DataSplit`` of (N, C, S, S) images, uint8 or float in [0, 1]."""
-    train, val = stratified_split(labels, class_names, config.val_split, config.seed)
+                 config, *, source: str, skipped: list[str] | None = None,
+                 label_ids: list[str] | None = None) -> DataSplit:
+    """A ``DataSplit`` of (N, C, S, S) images, uint8 or float in [0, 1]. ``label_ids`` say
+    where each label is, for messages, when that is not where the image is (MNIST)."""
+    train, val = stratified_split(labels, class_names, config.val_split, config.seed, label_ids or ids)
     label_tensor = torch.as_tensor(labels, dtype=torch.long)
     train_idx, val_idx = torch.as_tensor(train), torch.as_tensor(val)
     return DataSplit(
