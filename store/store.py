@@ -26,7 +26,7 @@ from store.run import Run
 STATUSES = ("running", "paused", "finished", "failed", "stopped")
 LIVE_STATUSES = ("running", "paused")
 LEVELS = ("info", "warning", "error")
-SOURCES = ("user", "file", "llm", "cli")
+SOURCES = ("user", "file", "llm", "cli", "trainer")  # trainer: its own reaction, e.g. to a NaN loss
 
 
 class RunNotFound(LookupError):

@@ -62,6 +62,10 @@ CASES: dict[str, Case] = {
                               lambda s: 0 < last(s)["max_grad_norm_after_clip"] <= 0.001 * 1.001),
     "gradient_clipping_value": Case({"gradient_clipping_value": 0.0005},
                                     lambda s: last(s)["max_grad_norm_after_clip"] <= 0.0005 * 1.001),
+    # What a non-finite loss would do, as the live guard holds it (the NaN itself: tests/test_nonfinite.py).
+    "nonfinite_loss": Case({"nonfinite_loss": "stop"}, lambda s: s["nonfinite_loss"]["reaction"] == "stop"),
+    "nonfinite_lr_factor": Case({"nonfinite_loss": "skip", "nonfinite_lr_factor": 0.25},
+                                lambda s: s["nonfinite_loss"]["lr_factor"] == 0.25),
     "gradient_accumulation_enabled": Case(
         {"gradient_clipping": False, "batch_size": 32, "gradient_accumulation_enabled": True},
         lambda s: last(s)["optimizer_steps"] == math.ceil(math.ceil(TRAIN_SAMPLES / 32) / 4)),

@@ -61,6 +61,13 @@ def _switch_optimizer(state, value) -> str:
     return f"a fresh {value} over the same parameters (moment estimates start again)"
 
 
+def _nonfinite_setting(state, value) -> str:
+    config = state.config
+    if config.nonfinite_loss == "stop":
+        return "a NaN or infinite training loss now ends the run"
+    return f"a NaN or infinite training loss now skips its step and multiplies learning_rate by {config.nonfinite_lr_factor:g}"
+
+
 def _early_stopping_setting(state, value) -> str:
     stop = state.early_stop
     return f"checked after every epoch; the best val loss so far is from epoch {stop.best_epoch}"
@@ -134,6 +141,8 @@ APPLIERS: dict[str, Callable[[Any, Any], str]] = {
     **{key: _schedule_key for key in SCHEDULE_KEYS},
     **{key: _step_setting for key in STEP_SETTINGS},
     "early_stopping": _early_stopping_setting,
+    "nonfinite_loss": _nonfinite_setting,
+    "nonfinite_lr_factor": _nonfinite_setting,
     **{key: _set_imbalance for key in ("use_class_weights", "weight_strategy", "class_weights")},
     **{key: _image_batch_setting for key in ("use_augmentation", "advanced_augmentation_enabled",
                                              "cutmix_prob", "mixup_alpha")},

@@ -112,6 +112,7 @@ def cmd_resume(args) -> None:
 def training_errors_reported():
     """What stops a training command, said in a line or two instead of a traceback."""
     from trainer.loop import TrainingHalted
+    from trainer.nonfinite import NonfiniteLoss
     from trainer.state import SetupError
 
     stop_on_sigterm()
@@ -121,7 +122,7 @@ def training_errors_reported():
         fail("interrupted; the run is recorded as stopped", code=130)
     except SetupError as exc:
         fail(f"cannot start the run: {exc}")
-    except TrainingHalted as exc:
+    except (TrainingHalted, NonfiniteLoss) as exc:
         fail(str(exc), code=1)
     except StoreWriteError as exc:  # before any epoch: the run could not even be recorded
         fail(str(exc), code=1)

@@ -89,6 +89,12 @@ class TrainConfig(BaseModel):
                                     description="clip the gradients' global norm before each optimizer step")
     gradient_clipping_value: float = Field(1.0, gt=0.0, le=1e6, json_schema_extra=hot(),
                                            description="the largest global gradient norm allowed")
+    nonfinite_loss: Literal["skip", "stop"] = Field(
+        "skip", json_schema_extra=hot(),
+        description="a NaN or infinite training loss: skip: its step is not taken and learning_rate is multiplied "
+                    "by nonfinite_lr_factor; stop: the run ends (failed) at once. 20 in a row stop it either way")
+    nonfinite_lr_factor: float = Field(0.5, gt=0.0, lt=1.0, json_schema_extra=hot(),
+                                       description="what a skipped non-finite loss multiplies learning_rate by")
     gradient_accumulation_enabled: bool = Field(False, json_schema_extra=hot(),
                                                 description="sum gradients over several batches per step")
     gradient_accumulation_steps: int = Field(4, ge=1, le=1024, json_schema_extra=hot(),

@@ -7,6 +7,7 @@ run's ``state.json`` shows what was actually in force, not what was asked for.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class EpochObservations:
     mix_ratios: list[float] = field(default_factory=list)  # min(lam, 1 - lam) of each mixed batch
     clip_limit: float | None = None
     last_lr: float = 0.0
+    nonfinite_batches: int = 0  # batches whose loss was NaN or inf: no step taken
 
     def summary(self) -> dict:
         return {
@@ -66,13 +68,17 @@ class EpochObservations:
             "max_grad_norm_after_clip": self.max_norm_after_clip,
             "mix_strength": sum(self.mix_ratios) / len(self.mix_ratios) if self.mix_ratios else 0.0,
             "last_lr": self.last_lr,
+            "nonfinite_batches": self.nonfinite_batches,
         }
 
 
 StepHook = Callable[[int], None]  # called with the batch index before each batch (pause/stop)
+NonfiniteHook = Callable[[int, float], None]  # (batch index, loss) of a batch whose loss was NaN or inf
 
 
-def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook) -> tuple[dict, EpochObservations]:
+def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
+                    on_nonfinite: NonfiniteHook | None = None) -> tuple[dict, EpochObservations]:
+    """One epoch; a batch with a non-finite loss takes no step and goes to ``on_nonfinite`` (which may raise)."""
     # Edits apply between epochs, so the config is the same for every batch of this one.
     config, loss_sum, correct, seen = state.config, 0.0, 0, 0
     observed = EpochObservations()
@@ -90,10 +96,20 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook) ->
         with state.precision.autocast():
             logits = state.model(inputs)
         loss = training_loss(logits, targets, config, class_weights=weights, soft_targets=soft_targets)
+        value = loss.item()
+        if not math.isfinite(value):
+            # Its gradients would be NaN and the step would put NaN into every weight:
+            # drop them, with what this step had accumulated, and take no step.
+            state.optimizer.zero_grad(set_to_none=True)
+            observed.nonfinite_batches += 1
+            if on_nonfinite is not None:
+                on_nonfinite(index, value)
+            continue
+        state.nonfinite.finite()
         state.precision.backward(loss / batches_per_step(config))  # accumulated gradients average
         if ends_step(index, batches, config):
             optimizer_step(state, epoch - 1 + index / batches, optimizer_steps_in(batches, config), observed)
-        loss_sum += loss.item() * len(targets)
+        loss_sum += value * len(targets)
         correct += (predicted_classes(logits) == targets).sum().item()
         seen += len(targets)
         observed.batches += 1
@@ -103,11 +119,12 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook) ->
     observed.class_weights = None if weights is None else [round(w, 6) for w in weights.tolist()]
     observed.clip_limit = config.gradient_clipping_value if config.gradient_clipping else None
     seconds = time.perf_counter() - began - state.paused_seconds
+    nothing = float("nan")  # every batch skipped: no number is honest
     metrics = {
-        "train/loss": loss_sum / seen,
-        "train/accuracy": correct / seen,
-        "train/grad_norm": sum(observed.grad_norms) / len(observed.grad_norms),  # before clipping
-        "samples_per_sec": seen / max(seconds, 1e-9),
+        "train/loss": loss_sum / seen if seen else nothing,
+        "train/accuracy": correct / seen if seen else nothing,
+        "train/grad_norm": sum(observed.grad_norms) / len(observed.grad_norms) if observed.grad_norms else nothing,
+        "samples_per_sec": seen / max(seconds, 1e-9),  # samples trained on: skipped batches do not count
     }
     return metrics, observed
 

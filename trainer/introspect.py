@@ -75,6 +75,7 @@ def effective_settings(state: TrainingState, epoch: int, seen: EpochObservations
         "early_stopping": {"enabled": state.config.early_stopping,
                            "patience": state.config.early_stopping_patience,
                            "best_epoch": stop.best_epoch},
+        "nonfinite_loss": state.nonfinite.describe(state.config),
     }
 
 

@@ -198,6 +198,16 @@ def request_change(
     write_atomic(path, render_live_file({**current.values, **updates}, current.control, note))
 
 
+def rewrite_values(path: Path, updates: Mapping[str, Any], fallback: Mapping[str, Any]) -> None:
+    """Put ``updates`` into the file as values already in force: its control and change note stay as they are.
+
+    For a change the trainer made itself: the file must show it, or the next edit
+    saved from an older copy of the file would take it back.
+    """
+    current = read_live_file(path, fallback)
+    write_atomic(path, render_live_file({**current.values, **updates}, current.control, current.note))
+
+
 def request_control(path: Path, control: str, fallback: Mapping[str, Any] | None = None) -> None:
     """Ask the run to pause, resume (``run``) or stop at its next step."""
     if control not in CONTROLS:

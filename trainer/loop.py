@@ -14,16 +14,26 @@ from pathlib import Path
 from typing import Callable
 
 from store import Run, Store, StoreWriteError
+from store.configdiff import diff_configs
 from trainer.advisor.autopilot import Autopilot
 from trainer.advisor.report import write_change_report
 from trainer.appliers import apply_change
 from trainer.checkpoint import CheckpointWriteError, save_checkpoint, training_payload
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig, validate_config
 from trainer.data import class_counts
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
-from trainer.live_config import CONFIG_FILENAME, keep_rejected, read_live_bytes, render_live_file, write_atomic
-from trainer.review import decode_edit, review_edit
+from trainer.live_config import (
+    CONFIG_FILENAME,
+    ChangeNote,
+    keep_rejected,
+    read_live_bytes,
+    render_live_file,
+    rewrite_values,
+    write_atomic,
+)
+from trainer.nonfinite import NonfiniteLoss, stop_message
+from trainer.review import AcceptedChange, decode_edit, review_edit
 from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
 from trainer.watcher import ConfigWatcher
 
@@ -135,6 +145,7 @@ class EpochLoop:
             if epoch > self.state.config.num_epochs:
                 break
             started, self.state.paused_seconds = time.perf_counter(), 0.0
+            self.state.nonfinite.start_epoch()
             try:
                 metrics = self.train_epoch(epoch)
             except StopRequested:
@@ -143,6 +154,7 @@ class EpochLoop:
                                 f"checkpoint is from epoch {epoch - 1}.", epoch)
                 self.say(f"stopped during epoch {epoch}")
                 return
+            self.report_skipped_steps(epoch)
             metrics.update(self.evaluate())
             self.observe_plateau(epoch, metrics["val/loss"])
             self.state.early_stop.observe(epoch, metrics["val/loss"], self.state.evaluated_model)
@@ -246,8 +258,45 @@ class EpochLoop:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         metrics, self.observations = train_one_epoch(
-            self.state, epoch, lambda index: self.at_step_boundary(epoch, index))
+            self.state, epoch, lambda index: self.at_step_boundary(epoch, index),
+            lambda index, value: self.on_nonfinite_loss(epoch, index + 1, value))
         return metrics
+
+    # ------------------------------------------------------- non-finite loss
+
+    def on_nonfinite_loss(self, epoch: int, batch: int, value: float) -> None:
+        """The batch's step was not taken; stop, or lower the lr, as ``nonfinite_loss`` says."""
+        config, guard = self.state.config, self.state.nonfinite
+        verdict = guard.verdict(config)
+        if verdict == "stop":
+            raise NonfiniteLoss(stop_message(value, epoch, batch, guard, config, self.run.id))
+        if verdict == "cut":
+            self.lower_learning_rate(epoch, batch, value)
+
+    def lower_learning_rate(self, epoch: int, batch: int, value: float) -> None:
+        """Mid-epoch, through a recorded config version: the schedule reads learning_rate at every step."""
+        config = self.state.config
+        old = config.learning_rate
+        proposed = validate_config({**config.model_dump(), "learning_rate": old * config.nonfinite_lr_factor})
+        reason = (f"the training loss was {value} at epoch {epoch}, batch {batch}; nonfinite_loss is skip, so the "
+                  f"step was not taken and learning_rate x {config.nonfinite_lr_factor:g}")
+        note = ChangeNote(source="trainer", reason=reason)
+        apply_change(self.state, AcceptedChange(proposed, diff_configs(config.model_dump(), proposed.model_dump()),
+                                                note))
+        version = self.run.config_version(proposed.model_dump(), source="trainer", reason=reason, epoch=epoch)
+        rewrite_values(self.config_path, {"learning_rate": proposed.learning_rate}, fallback=proposed.model_dump())
+        self.write_report(version, epoch)
+        self.run.event("warning", f"Non-finite training loss ({value}) at epoch {epoch}, batch {batch}: the step "
+                       f"was not taken and learning_rate lowered {old:g} → {proposed.learning_rate:g} "
+                       f"(config v{version}, from trainer).", epoch)
+        self.say(f"non-finite loss at epoch {epoch}, batch {batch}: step skipped, lr {old:g} → "
+                 f"{proposed.learning_rate:g}")
+
+    def report_skipped_steps(self, epoch: int) -> None:
+        skipped = self.state.nonfinite.skipped_in_epoch
+        if skipped:
+            self.run.event("warning", f"Epoch {epoch}: {skipped} batch(es) had a non-finite training loss and took "
+                           "no step; the epoch's train metrics count only the others.", epoch)
 
     def evaluate(self) -> dict[str, float]:
         result = validate(self.state)

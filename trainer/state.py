@@ -14,6 +14,7 @@ from trainer.ema import EmaTracker
 from trainer.freeze import FreezeReport, apply_freeze
 from trainer.imbalance import Imbalance, imbalance_for
 from trainer.models import build_model
+from trainer.nonfinite import NonfiniteGuard
 from trainer.optim import build_optimizer
 from trainer.precision import Precision
 from trainer.schedule import Plateau
@@ -36,6 +37,7 @@ class TrainingState:
     paused_seconds: float = 0.0  # time spent paused in the current epoch
     plateau: Plateau = field(default_factory=Plateau)
     early_stop: EarlyStopping = field(default_factory=EarlyStopping)
+    nonfinite: NonfiniteGuard = field(default_factory=NonfiniteGuard)
 
     @property
     def evaluated_model(self) -> nn.Module:
