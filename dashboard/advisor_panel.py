@@ -21,7 +21,7 @@ import streamlit as st
 from dashboard import advice_views as views
 from dashboard import data
 from dashboard.display import (
-    ENDED_EXPLANATIONS, diff_text, epochs_done, is_live, local_time, md_escape, user_timezone,
+    diff_text, ended_explanation, epochs_done, is_live, local_time, md_escape, user_timezone,
 )
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor import llm
@@ -172,7 +172,7 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
         for row in ignored:
             st.warning(f"#{row.number} {md_escape(row.parameter)} cannot be applied ({md_escape(row.status)}); "
                        "its tick is ignored.")
-        ended = ENDED_EXPLANATIONS.get(run.get("status", ""))
+        ended = ended_explanation(run.get("status", ""), run_id)
         clicked = st.button("Apply selected at next epoch", type="primary", key=f"apply-{record.id}",
                             disabled=bool(ended) or not chosen)
         if ended:
@@ -316,7 +316,7 @@ def revert_controls(run_id: str, run: Mapping[str, Any], versions: pd.DataFrame)
                              help="Sends the config of the version before it, for the keys that differ now.")
     if version not in choices:  # a stale choice from another run
         version = choices[0]
-    ended = ENDED_EXPLANATIONS.get(run["status"])
+    ended = ended_explanation(run["status"], run_id)
     updates, problem = data.revert_preview(run_id, version)
     with action.popover(f"Revert to v{version - 1}…", icon=":material/undo:", width="stretch",
                         disabled=bool(ended) or not updates):

@@ -33,16 +33,23 @@ EMPTY_STATE = """
 New runs appear here within a couple of seconds.
 """
 
-# Why a run can no longer be steered, shown instead of an enabled form.
+# Why a run cannot be steered now, shown instead of an enabled form.
+_RESUME = "`tiller resume {run_id}` in a terminal continues it from its last checkpoint."
 ENDED_EXPLANATIONS = {
     "finished": "This run finished; its config can no longer change. Start a new run to train again.",
-    "failed": "This run failed (see the events below); its config can no longer change.",
-    "stopped": "This run was stopped; its config can no longer change.",
-    "crashed": (
-        "The trainer of this run stopped sending heartbeats, so its process is probably gone; "
-        "nothing would read a change."
-    ),
+    "failed": "This run failed (see the events below), so nothing reads changes now. Once its cause is fixed, "
+              + _RESUME,
+    "stopped": "This run was stopped, so nothing reads changes now; " + _RESUME,
+    "crashed": "The trainer of this run is gone (its process ended, or no heartbeat came for 30 s), so nothing "
+               "reads changes now; " + _RESUME,
 }
+
+
+def ended_explanation(status: str, run_id: str) -> str | None:
+    """Why the run cannot be steered, and how to go on; ``None`` for a live run."""
+    text = ENDED_EXPLANATIONS.get(status)
+    return None if text is None else text.format(run_id=run_id)
+
 
 # Characters that Markdown (or Streamlit's :color[...] and :emoji: syntax) gives a
 # meaning to inside a line; escaped so that names, reasons and messages typed by

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import streamlit as st
 
 from dashboard import data
-from dashboard.display import ENDED_EXPLANATIONS, diff_text, epochs_done, is_live, md_escape
+from dashboard.display import diff_text, ended_explanation, epochs_done, is_live, md_escape
 from dashboard.steering import allowed_controls, change_problems, changed_values, decode_json_fields
 from dashboard.tables import pending_table
 from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds
@@ -170,7 +170,7 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
         st.info(f"This run's config is not a Tiller trainer config (it has no {md_escape(missing[0])}, for one), "
                 "so there is nothing here to steer: the form changes runs started with `tiller train`.")
         return
-    ended = ENDED_EXPLANATIONS.get(status)
+    ended = ended_explanation(status, run_id)
     if ended:
         st.info(ended)
     info = {row["key"]: row for row in describe_keys()}
@@ -211,7 +211,7 @@ def send_changes(run_id: str, config: Mapping[str, Any], submitted: Mapping[str,
         st.error("Not sent; the run keeps its config:\n\n" + "\n".join(f"- {md_escape(p)}" for p in problems))
         return
     if not is_live(run["status"]):
-        st.error(f"Not sent: {ENDED_EXPLANATIONS.get(run['status'], 'the run is not live.')}")
+        st.error(f"Not sent: {ended_explanation(run['status'], run_id) or 'the run is not live.'}")
         return
     request_change(data.live_config_path(run_id), updates, source="user", reason=reason, fallback=config)
     # The trainer takes edits just before an epoch starts, so one sent now waits

@@ -44,14 +44,19 @@ def test_runs_dir_from_environment(trained, capsys, monkeypatch):
 
 
 def test_set_and_control_write_the_live_file(trained, capsys):
-    run_id = Store(trained).find_run("latest")
-    out = run_cli(capsys, "set", "latest", "learning_rate=0.02", "--reason", "why not", "--runs-dir", str(trained))
-    assert "applies at the next epoch boundary" in out
-    live = parse_live_file((trained / run_id / "config.json").read_text())
-    assert live.values["learning_rate"] == 0.02
-    assert (live.note.source, live.note.reason) == ("cli", "why not")
-    run_cli(capsys, "pause", run_id, "--runs-dir", str(trained))
-    assert parse_live_file((trained / run_id / "config.json").read_text()).control == "pause"
+    store = Store(trained)
+    run_id = store.find_run("latest")
+    store.update_run(run_id, status="running")  # as if its trainer (this process) were still going
+    try:
+        out = run_cli(capsys, "set", "latest", "learning_rate=0.02", "--reason", "why not", "--runs-dir", str(trained))
+        assert "applies at the next epoch boundary" in out
+        live = parse_live_file((trained / run_id / "config.json").read_text())
+        assert live.values["learning_rate"] == 0.02
+        assert (live.note.source, live.note.reason) == ("cli", "why not")
+        run_cli(capsys, "pause", run_id, "--runs-dir", str(trained))
+        assert parse_live_file((trained / run_id / "config.json").read_text()).control == "pause"
+    finally:
+        store.update_run(run_id, status="finished")
 
 
 def test_set_refuses_invalid_values_without_writing(trained, capsys):

@@ -265,7 +265,7 @@ def test_revert_is_off_for_an_ended_run(runs_store):
     at = run_page(RUN)
     popover = next(p for p in at.get("popover") if p.proto.popover.label == "Revert to v1…")
     assert popover.proto.popover.disabled
-    assert "stopped; its config can no longer change" in texts(at.caption)
+    assert f"stopped, so nothing reads changes now; `tiller resume {RUN}`" in texts(at.caption)
 
 
 # -------------------------------------------------------------------- reports

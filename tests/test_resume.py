@@ -131,6 +131,15 @@ def test_resume_refuses_a_finished_run_and_unpauses_a_live_one(tmp_path, capsys)
         main(["resume", "done", "--runs-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "cannot resume: run done finished" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["set", "done", "learning_rate=0.01", "--runs-dir", str(tmp_path)])
+    assert "not sent: run done finished" in capsys.readouterr().err
+
+    halted = store.create_run(model="mlp", dataset="digits", run_id="halted")
+    store.add_config_version(halted, validate_config({}).model_dump(), source="cli", epoch=1)
+    store.update_run(halted, status="failed")
+    main(["set", "halted", "learning_rate=0.01", "--runs-dir", str(tmp_path)])
+    assert "applies when the run goes on: tiller resume halted" in capsys.readouterr().out
 
     live = store.create_run(model="mlp", dataset="digits", run_id="live")  # this process: alive
     store.add_config_version(live, validate_config({}).model_dump(), source="cli", epoch=1)

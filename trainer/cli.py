@@ -240,9 +240,13 @@ def cmd_set(args) -> None:
         validate_config({**current, **updates})
     except ConfigError as exc:
         fail("not sent:\n  - " + "\n  - ".join(exc.problems))
+    status = store.run(run_id)["status"]
+    if status == "finished":
+        fail(f"not sent: run {run_id} finished, so nothing will read it; start a new run instead")
     request_change(live_config_path(store.runs_dir, run_id), updates, source="cli", reason=args.reason, fallback=current)
-    print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items())
-          + " (applies at the next epoch boundary)")
+    when = ("at the next epoch boundary" if status in LIVE_STATUSES
+            else f"when the run goes on: tiller resume {run_id}")
+    print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items()) + f" (applies {when})")
 
 
 def cmd_control(args) -> None:
