@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from store import Store
+from tests.test_data import ragged
 from trainer.cli import main
 from trainer.config import validate_config
 from trainer.data import DataError, load_data
@@ -229,13 +230,6 @@ def test_a_csv_with_only_bad_rows_says_why(tmp_path):
 
 
 # ---------------------------------------------------------------- labels: imdb.npz
-
-def ragged(*sequences):
-    array = np.empty(len(sequences), dtype=object)
-    for i, sequence in enumerate(sequences):
-        array[i] = list(sequence)
-    return array
-
 
 def write_npz(path, **overrides):
     arrays = {"x_train": ragged([1, 2], [3], [4, 4], [2]), "y_train": np.array([0, 1, 0, 1]),
