@@ -109,7 +109,7 @@ def _checkpoint_epoch(run_dir: str, which: str, mtime_ns: int) -> int | None:
 
 
 def _mtime_ns(run_dir: Path, which: str) -> int:
-    from trainer.probe import checkpoint_path
+    from trainer.checkpoint import checkpoint_path
 
     path = checkpoint_path(run_dir, which)
     return path.stat().st_mtime_ns if path.is_file() else 0  # 0: load_probe says there is none

@@ -17,6 +17,11 @@ from typing import Any
 import torch
 
 
+def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    """Where a run keeps its ``last`` or ``best`` checkpoint."""
+    return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, read-only folder); the previous one is intact."""
 

@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Callable
 
 from store import Run, Store, StoreWriteError
-from store.configdiff import diff_configs
 from trainer.advisor.autopilot import Autopilot
 from trainer.advisor.report import write_change_report
 from trainer.appliers import apply_change
-from trainer.checkpoint import CheckpointWriteError, save_checkpoint, training_payload
-from trainer.config import ConfigError, TrainConfig, validate_config
+from trainer.checkpoint import CheckpointWriteError, checkpoint_path, save_checkpoint, training_payload
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import class_counts
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
 from trainer.live_config import (
     CONFIG_FILENAME,
     ChangeNote,
+    LiveFile,
     keep_rejected,
     read_live_bytes,
     render_live_file,
@@ -200,9 +200,7 @@ class EpochLoop:
             return
         if change is None:
             return
-        done = apply_change(self.state, change)
-        version = self.run.config_version(change.config.model_dump(), source=change.note.source,
-                                          reason=change.note.reason, epoch=epoch, change_id=change.note.id)
+        version, done = self.apply_and_record(change, epoch)
         self.restore_file(raw)
         self.write_report(version, epoch)
         summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
@@ -210,6 +208,13 @@ class EpochLoop:
         self.run.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
                         f"{summary}{why}. " + "; ".join(done), epoch)
         self.say(f"config v{version} ({change.note.source}): {summary}")
+
+    def apply_and_record(self, change: AcceptedChange, epoch: int) -> tuple[int, list[str]]:
+        """Make ``change`` real in the running process and record it; the version and what was done."""
+        done = apply_change(self.state, change)
+        version = self.run.config_version(change.config.model_dump(), source=change.note.source,
+                                          reason=change.note.reason, epoch=epoch, change_id=change.note.id)
+        return version, done
 
     def write_report(self, version: int, epoch: int) -> None:
         try:
@@ -277,13 +282,14 @@ class EpochLoop:
         """Mid-epoch, through a recorded config version: the schedule reads learning_rate at every step."""
         config = self.state.config
         old = config.learning_rate
-        proposed = validate_config({**config.model_dump(), "learning_rate": old * config.nonfinite_lr_factor})
         reason = (f"the training loss was {value} at epoch {epoch}, batch {batch}; nonfinite_loss is skip, so the "
                   f"step was not taken and learning_rate x {config.nonfinite_lr_factor:g}")
-        note = ChangeNote(source="trainer", reason=reason)
-        apply_change(self.state, AcceptedChange(proposed, diff_configs(config.model_dump(), proposed.model_dump()),
-                                                note))
-        version = self.run.config_version(proposed.model_dump(), source="trainer", reason=reason, epoch=epoch)
+        # The same review as an edit of the live file: validated, diffed, noted with its source.
+        wanted = LiveFile(values={"learning_rate": old * config.nonfinite_lr_factor},
+                          note=ChangeNote(source="trainer", reason=reason))
+        change = review_edit(wanted, config, epochs_done=epoch - 1)
+        version, _ = self.apply_and_record(change, epoch)
+        proposed = change.config
         rewrite_values(self.config_path, {"learning_rate": proposed.learning_rate}, fallback=proposed.model_dump())
         self.write_report(version, epoch)
         self.run.event("warning", f"Non-finite training loss ({value}) at epoch {epoch}, batch {batch}: the step "
@@ -335,7 +341,7 @@ class EpochLoop:
         return training_payload(self.state, epoch, autopilot_log=self.autopilot.log, **extra)
 
     def write_checkpoint(self, kind: str, payload: dict, *, metric: str, value: float) -> None:
-        path = self.run.dir / "checkpoints" / f"{kind}.pt"
+        path = checkpoint_path(self.run.dir, kind)
         save_checkpoint(path, payload)
         if kind == "last":
             self.checkpointed_epoch = payload["epoch"]

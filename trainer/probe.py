@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from store import Store
 from store.predictions import Predictions
 from store.paths import DB_FILENAME
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import checkpoint_path, load_checkpoint
 from trainer.classifier import Classifier
 from trainer.config import ConfigError, TrainConfig, validate_config
 from trainer.data import DataError, DataSplit, load_data
@@ -46,10 +46,6 @@ class Probe:
     data: DataSplit
     model: Classifier  # eval mode, CPU; the EMA average when the run evaluated that
     data_path: Path | None  # data_dir as found on this machine; None for the built-in digits
-
-
-def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
-    return Path(run_dir) / "checkpoints" / f"{which}.pt"
 
 
 def checkpoint_epoch(run_dir: Path, which: str = "best") -> int | None:

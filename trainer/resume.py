@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from store import LIVE_STATUSES, Run, Store
-from trainer.checkpoint import load_checkpoint, restore_training
+from store import LIVE_STATUSES, Store
+from store.paths import run_dir_for
+from trainer.checkpoint import checkpoint_path, load_checkpoint, restore_training
 from trainer.config import ConfigError, validate_config
 from trainer.live_config import request_control
 from trainer.loop import run_epochs
@@ -28,10 +29,6 @@ RESUMABLE = ("crashed", "failed", "stopped")
 
 class CannotResume(ValueError):
     """The run cannot be continued (still running, finished, or its data changed); says why."""
-
-
-def last_checkpoint_path(run: Run) -> Path:
-    return run.dir / "checkpoints" / "last.pt"
 
 
 def check_resumable(record: dict) -> None:
@@ -55,8 +52,7 @@ def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print) -> 
         raise CannotResume("its latest config is not valid any more: " + "; ".join(exc.problems)) from None
     state = build_state(config)
     check_same_data(store, run_id, state)
-    run = Run(store, run_id)
-    first_epoch, notes = restore_from_checkpoint(state, last_checkpoint_path(run))
+    first_epoch, notes = restore_from_checkpoint(state, checkpoint_path(run_dir_for(store.runs_dir, run_id), "last"))
     if first_epoch > config.num_epochs:
         raise CannotResume(f"run {run_id} has trained all {config.num_epochs} epochs; nothing is left to train")
     with store.reopen_run(run_id) as run:
