@@ -193,9 +193,7 @@ def request_change(
     fallback: Mapping[str, Any] | None = None,
 ) -> None:
     """Ask the run to change ``updates`` at its next epoch boundary."""
-    current = read_live_file(path, fallback)
-    note = ChangeNote(source=source, reason=reason, id=change_id)
-    write_atomic(path, render_live_file({**current.values, **updates}, current.control, note))
+    _rewrite(path, fallback, updates=updates, note=ChangeNote(source=source, reason=reason, id=change_id))
 
 
 def rewrite_values(path: Path, updates: Mapping[str, Any], fallback: Mapping[str, Any]) -> None:
@@ -204,16 +202,22 @@ def rewrite_values(path: Path, updates: Mapping[str, Any], fallback: Mapping[str
     For a change the trainer made itself: the file must show it, or the next edit
     saved from an older copy of the file would take it back.
     """
-    current = read_live_file(path, fallback)
-    write_atomic(path, render_live_file({**current.values, **updates}, current.control, current.note))
+    _rewrite(path, fallback, updates=updates)
 
 
 def request_control(path: Path, control: str, fallback: Mapping[str, Any] | None = None) -> None:
     """Ask the run to pause, resume (``run``) or stop at its next step."""
     if control not in CONTROLS:
         raise ValueError(f"control must be one of {CONTROLS}, not {control!r}")
+    _rewrite(path, fallback, control=control)
+
+
+def _rewrite(path: Path, fallback: Mapping[str, Any] | None, *, updates: Mapping[str, Any] | None = None,
+             control: str | None = None, note: ChangeNote | None = None) -> None:
+    """The file as it stands (or ``fallback``), with ``updates``, ``control`` and ``note`` put in; the rest kept."""
     current = read_live_file(path, fallback)
-    write_atomic(path, render_live_file(current.values, control, current.note))
+    write_atomic(path, render_live_file({**current.values, **(updates or {})}, control or current.control,
+                                        note or current.note))
 
 
 def keep_rejected(path: Path, content: bytes) -> Path:
