@@ -379,12 +379,12 @@ def timed_loop_class(clock: PhaseClock) -> type:
     """``EpochLoop`` with each phase of an epoch on ``clock``; its own code runs unchanged."""
 
     class TimedEpochLoop(trainer.loop.EpochLoop):
-        def __init__(self, state, run, watcher, config_path, say_line):
+        def __init__(self, state, run, steering, say_line):
             def say_and_clock(line: str) -> None:
                 if line.startswith("epoch "):
                     clock.end_epoch()
                 say_line(line)
-            super().__init__(state, run, watcher, config_path, say_and_clock)
+            super().__init__(state, run, steering, say_and_clock)
             self.run = TimedRun(run, clock)
 
         def run_to_end(self) -> None:

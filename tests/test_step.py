@@ -10,10 +10,12 @@ from store import Store
 from trainer.appliers import apply_change
 from trainer.config import validate_config
 from trainer.live_config import LiveFile
+from trainer.distributed import World
+from trainer.job_steering import JobSteering
 from trainer.loop import EpochLoop, build_state
+from trainer.steer import Steering
 from trainer.review import review_edit
 from trainer.step import clip_gradients, ends_step, optimizer_steps_in, training_loss
-from trainer.watcher import ConfigWatcher
 
 
 def test_accumulation_steps_after_every_nth_batch_and_the_last():
@@ -56,9 +58,7 @@ def make_loop(tmp_path, **values) -> EpochLoop:
     state = build_state(validate_config({"batch_size": 64, **values}))
     store = Store(tmp_path / "runs")
     run = store.start_run(model="mlp", dataset="digits")
-    path = tmp_path / "config.json"
-    path.write_text("{}")
-    return EpochLoop(state, run, ConfigWatcher(path), path, say=lambda message: None)
+    return EpochLoop(state, run, JobSteering(World.single(), Steering(run, state.config)), say=lambda message: None)
 
 
 def change(loop: EpochLoop, epochs_done: int, **values) -> None:

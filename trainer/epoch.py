@@ -7,7 +7,6 @@ run's ``state.json`` shows what was actually in force, not what was asked for.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -84,7 +83,9 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
     observed = EpochObservations()
     train_mode(state.model)
     began = time.perf_counter()
-    loader = train_loader(state.data, state.batch_size, config.seed, epoch, oversample=state.imbalance.oversample)
+    world = state.world
+    loader = train_loader(state.data, state.batch_size, config.seed, epoch, oversample=state.imbalance.oversample,
+                          shard=(world.rank, world.size))
     batches = len(loader)
     observed.sampler = type(loader.sampler).__name__
     weights = None if state.imbalance.loss_weights is None else state.imbalance.loss_weights.to(state.device)
@@ -97,7 +98,7 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
             logits = state.model(inputs)
         loss = training_loss(logits, targets, config, class_weights=weights, soft_targets=soft_targets)
         value = loss.item()
-        if not math.isfinite(value):
+        if not world.all_finite(value):  # on any rank: all skip the batch, or their steps would differ
             # Its gradients would be NaN and the step would put NaN into every weight:
             # drop them, with what this step had accumulated, and take no step.
             state.optimizer.zero_grad(set_to_none=True)
@@ -115,6 +116,10 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
         observed.batches += 1
         observed.largest_batch = max(observed.largest_batch, len(targets))
         observed.compute_dtype = str(logits.dtype).removeprefix("torch.")
+    world.share_buffers(state.model)  # batch-norm statistics: rank 0's, as DistributedDataParallel keeps them
+    if state.ema.active:
+        world.share_buffers(state.ema.module)
+    loss_sum, correct, seen = world.sum(loss_sum, correct, seen)  # the whole job's epoch
     observed.label_smoothing = config.label_smoothing if config.label_smoothing_enabled else 0.0
     observed.class_weights = None if weights is None else [round(w, 6) for w in weights.tolist()]
     observed.clip_limit = config.gradient_clipping_value if config.gradient_clipping else None
@@ -124,7 +129,7 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
         "train/loss": loss_sum / seen if seen else nothing,
         "train/accuracy": correct / seen if seen else nothing,
         "train/grad_norm": sum(observed.grad_norms) / len(observed.grad_norms) if observed.grad_norms else nothing,
-        "samples_per_sec": seen / max(seconds, 1e-9),  # samples trained on: skipped batches do not count
+        "samples_per_sec": seen / max(seconds, 1e-9),  # samples the job trained on: skipped batches do not count
     }
     return metrics, observed
 
@@ -151,6 +156,7 @@ def optimizer_step(state: TrainingState, progress: float, steps_per_epoch: int, 
     lr = lr_at(progress, state.config, steps_per_epoch, state.plateau)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
+    state.world.average_gradients(state.model)  # data parallel: every rank steps with the job's mean gradient
     state.precision.unscale_(state.optimizer)  # clipping must see true gradient sizes
     observed.grad_norms.append(clip_gradients(state.model, state.config))
     if state.config.gradient_clipping:
@@ -171,10 +177,11 @@ class Validation:
 
 @torch.no_grad()
 def validate(state: TrainingState) -> Validation:
-    model = state.evaluated_model
+    """Loss, accuracy and probabilities over the whole validation split; each rank of a job scores its slice."""
+    model, world = state.evaluated_model, state.world
     model.eval()
     loss_sum, correct, seen, probs = 0.0, 0, 0, []
-    for inputs, targets in val_loader(state.data, state.batch_size):
+    for inputs, targets in val_loader(state.data, state.batch_size, shard=(world.rank, world.size)):
         inputs, targets = inputs.to(state.device), targets.to(state.device)
         with state.precision.autocast():
             logits = model(inputs)
@@ -182,5 +189,7 @@ def validate(state: TrainingState) -> Validation:
         correct += (predicted_classes(logits) == targets).sum().item()
         seen += len(targets)
         probs.append(probabilities(logits).cpu())
+    loss_sum, correct, seen = world.sum(loss_sum, correct, seen)
+    slices = world.gather(torch.cat(probs) if probs else None)  # in rank order: the samples' order
     metrics = {"val/loss": loss_sum / seen, "val/accuracy": correct / seen}
-    return Validation(metrics, torch.cat(probs))
+    return Validation(metrics, torch.cat([part for part in slices if part is not None]))

@@ -5,50 +5,42 @@ Order of one epoch, top to bottom:
   2. train, checking pause/stop at every step boundary
   3. evaluate on the validation split
   4. log metrics, save last (and best) checkpoint
+
+The same loop runs in every process of a data-parallel job (``state.world``):
+rank 0 steers and records, the others train their shard and follow it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import time
 from pathlib import Path
 from typing import Callable
 
 from store import Run, Store, StoreWriteError
 from trainer.advisor.autopilot import Autopilot
-from trainer.advisor.report import write_change_report
 from trainer.appliers import apply_change
 from trainer.checkpoint import CheckpointWriteError, checkpoint_path, save_checkpoint, training_payload
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import class_counts
+from trainer.distributed import PeerLost, World, weights_fingerprint
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
-from trainer.live_config import (
-    CONFIG_FILENAME,
-    ChangeNote,
-    LiveFile,
-    keep_rejected,
-    read_live_bytes,
-    render_live_file,
-    rewrite_values,
-    write_atomic,
-)
+from trainer.job_steering import JobSteering, RanksDisagree
+from trainer.live_config import CONFIG_FILENAME, render_live_file, write_atomic
 from trainer.nonfinite import NonfiniteLoss, stop_message
-from trainer.review import AcceptedChange, decode_edit, review_edit
 from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
-from trainer.watcher import ConfigWatcher
+from trainer.steer import Steering, StopRequested
 
-# A paused run wakes on the file's change notification; this is the fallback poll
-# for file systems that send none.
-PAUSE_POLL_S = 0.2
+RANKS_FILENAME = "ranks.jsonl"  # a data-parallel run: each rank's config in force and weights, per epoch
 # How long an epoch boundary waits for an autopilot step still asking its
 # advisor: the offline rules answer well within it, so their changes land at
 # the very next epoch; a slow Claude reply lands at a later boundary instead
 # of holding up training.
 AUTOPILOT_SETTLE_S = 2.0
-
-
-class StopRequested(Exception):
-    """The live config asked the run to stop."""
 
 
 class TrainingHalted(RuntimeError):
@@ -63,9 +55,20 @@ def train(
     source: str = "cli",
     reason: str = "",
     say: Callable[[str], None] = print,
+    world: World | None = None,
 ) -> str:
-    """Train ``config`` as a new run in ``store``; returns the run id."""
-    state = build_state(config)
+    """Train ``config`` as a new run in ``store``; returns the run id.
+
+    Every process of a data-parallel job calls this with its ``world``: rank 0
+    opens, steers and records the run (and returns its id), the others train
+    their shard and follow rank 0 (and return ``""``).
+    """
+    world = world or World.single()
+    config = world.broadcast(config)  # one config for the job, even if the ranks' files differ
+    state = build_state(config, world)
+    if not world.is_main:
+        run_epochs(state, None, lambda line: None)
+        return ""
     with store.start_run(model=config.model_name, dataset=dataset_label(config), name=name) as run:
         config_path = run.dir / CONFIG_FILENAME
         write_atomic(config_path, render_live_file(config.model_dump()))
@@ -76,31 +79,48 @@ def train(
     return run.id
 
 
-def run_epochs(state: TrainingState, run: Run, say: Callable[[str], None], first_epoch: int = 1,
+def run_epochs(state: TrainingState, run: Run | None, say: Callable[[str], None], first_epoch: int = 1,
                before_first: Callable[[Path], None] | None = None) -> None:
     """Train ``run`` from ``first_epoch`` to its end, steered through its live config file.
 
-    ``before_first(config_path)`` runs once the file is watched, so what it writes
-    there is taken at the first epoch boundary. A database or disk that takes no
-    more writes stops training with ``TrainingHalted``, which says how to go on.
+    ``run`` is ``None`` on the ranks of a job other than 0: they follow rank 0's
+    steering and record nothing. ``before_first(config_path)`` runs once the
+    file is watched, so what it writes there is taken at the first epoch
+    boundary. A database or disk that takes no more writes stops training with
+    ``TrainingHalted``, which says how to go on.
     """
-    config_path = run.dir / CONFIG_FILENAME
-    with ConfigWatcher(config_path) as watcher:
+    if run is None:
+        EpochLoop(state, None, JobSteering(state.world, None), say).run_to_end(first_epoch)
+        return
+    with Steering(run, state.config, say) as steering:
         if before_first is not None:
-            before_first(config_path)
-        loop = EpochLoop(state, run, watcher, config_path, say)
+            before_first(steering.path)
+        loop = EpochLoop(state, run, JobSteering(state.world, steering), say)
         try:
             loop.run_to_end(first_epoch)
         except (StoreWriteError, CheckpointWriteError) as exc:
             raise TrainingHalted(halted_message(exc, run, loop.checkpointed_epoch)) from exc
+        except PeerLost as exc:
+            # torchrun ends the other processes next, this one included: the failure
+            # must be recorded before a SIGTERM can cut the recording short.
+            ignore_termination()
+            raise PeerLost(f"{exc}\n  The run is recorded as failed; {kept_message(loop.checkpointed_epoch)} "
+                           f"(in {run.dir}). Go on with: tiller resume {run.id}") from exc
+
+
+def ignore_termination() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def kept_message(checkpointed_epoch: int) -> str:
+    return (f"checkpoints/last.pt holds epoch {checkpointed_epoch}" if checkpointed_epoch
+            else "no epoch was checkpointed yet, so it starts again from epoch 1")
 
 
 def halted_message(exc: Exception, run: Run, checkpointed_epoch: int) -> str:
-    kept = (f"checkpoints/last.pt holds epoch {checkpointed_epoch}" if checkpointed_epoch
-            else "no epoch was checkpointed yet, so it starts again from epoch 1")
     return (f"training stopped: {exc}\n"
-            f"  Everything written before is kept: the metrics and config history in the database, and {kept} "
-            f"(in {run.dir}).\n"
+            f"  Everything written before is kept: the metrics and config history in the database, and "
+            f"{kept_message(checkpointed_epoch)} (in {run.dir}).\n"
             f"  Free some disk space (or make the runs folder writable again), then go on with: "
             f"tiller resume {run.id}")
 
@@ -113,9 +133,11 @@ def dataset_label(config: TrainConfig) -> str:
 
 def announce_start(run: Run, state: TrainingState) -> None:
     """The start event, the notes of building the model and data, and the validation samples."""
-    data = state.data
+    data, world = state.data, state.world
+    where = f"{state.device}" + (f", {world.describe()} (each trains 1/{world.size} of every epoch)"
+                                 if world.distributed else "")
     run.event("info", f"Started {state.config.model_name} on {data.source}: {len(data.train)} training and "
-              f"{len(data.val)} validation samples, {data.num_classes} classes, on {state.device}. "
+              f"{len(data.val)} validation samples, {data.num_classes} classes, on {where}. "
               f"{state.freeze.describe()}; {state.precision.describe()}.")
     for note in state.model.build_notes + state.imbalance.notes:
         run.event("info", note)
@@ -129,18 +151,21 @@ def announce_start(run: Run, state: TrainingState) -> None:
 
 
 class EpochLoop:
-    def __init__(self, state: TrainingState, run: Run, watcher: ConfigWatcher, config_path: Path, say):
-        self.state, self.run, self.watcher, self.config_path, self.say = state, run, watcher, config_path, say
+    """One run's epochs in one process; ``run`` is ``None`` on the ranks of a job that only follow."""
+
+    def __init__(self, state: TrainingState, run: Run | None, steering: JobSteering, say: Callable[[str], None]):
+        self.state, self.run, self.steering, self.say = state, run, steering, say
+        self.world = state.world
         self.observations = EpochObservations()
         self.last_probs = None
-        self.autopilot = Autopilot(run.store.runs_dir, run.id, run.event)
+        self.autopilot = Autopilot(run.store.runs_dir, run.id, run.event) if run is not None else None
         self.checkpointed_epoch = 0  # the epoch checkpoints/last.pt holds
 
     def run_to_end(self, first_epoch: int = 1) -> None:
         epoch = first_epoch
         self.checkpointed_epoch = first_epoch - 1
         while True:
-            self.autopilot.settle(AUTOPILOT_SETTLE_S)
+            self.settle_autopilot()
             self.take_pending_edit(epoch)
             if epoch > self.state.config.num_epochs:
                 break
@@ -149,10 +174,7 @@ class EpochLoop:
             try:
                 metrics = self.train_epoch(epoch)
             except StopRequested:
-                self.run.mark_stopped()
-                self.run.event("warning", f"Stopped during epoch {epoch} on request; the last "
-                                f"checkpoint is from epoch {epoch - 1}.", epoch)
-                self.say(f"stopped during epoch {epoch}")
+                self.steering.stopped(epoch, f"; the last checkpoint is from epoch {epoch - 1}")
                 return
             self.report_skipped_steps(epoch)
             metrics.update(self.evaluate())
@@ -160,104 +182,65 @@ class EpochLoop:
             self.state.early_stop.observe(epoch, metrics["val/loss"], self.state.evaluated_model)
             metrics["epoch_seconds"] = time.perf_counter() - started - self.state.paused_seconds
             metrics["lr"] = self.state.optimizer.param_groups[0]["lr"]
-            self.run.log(epoch, metrics)
-            self.run.flush()  # the epoch is durable before anything reports it done
-            self.run.predictions(epoch, self.last_probs.numpy())
-            self.autopilot.after_epoch(epoch, self.state.config)
-            self.write_state(epoch)
-            self.save_checkpoints(epoch, metrics)
-            self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
+            self.check_ranks_agree(epoch)
+            if self.run is not None:
+                self.record_epoch(epoch, metrics)
             epoch += 1
             if self.state.early_stop.should_stop(epoch - 1, self.state.config):
                 self.stop_early(epoch - 1)
                 break
-        self.autopilot.settle(AUTOPILOT_SETTLE_S)
+        self.settle_autopilot()
         best = self.state.best_val_accuracy
-        self.run.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
+        self.event("info", f"Finished after {epoch - 1} epochs; best validation accuracy {best:.4f}.")
+
+    def record_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Rank 0: the epoch's metrics, predictions, state and checkpoints."""
+        self.run.log(epoch, metrics)
+        self.run.flush()  # the epoch is durable before anything reports it done
+        self.run.predictions(epoch, self.last_probs.numpy())
+        self.autopilot.after_epoch(epoch, self.state.config)
+        self.write_state(epoch)
+        self.save_checkpoints(epoch, metrics)
+        self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
+
+    def event(self, level: str, message: str, epoch: int | None = None) -> None:
+        if self.run is not None:
+            self.run.event(level, message, epoch)
+
+    def settle_autopilot(self) -> None:
+        if self.autopilot is not None:
+            self.autopilot.settle(AUTOPILOT_SETTLE_S)
 
     # ---------------------------------------------------------------- steering
 
     def take_pending_edit(self, epoch: int) -> None:
-        """Validate and apply the last complete edit of the live config, if any."""
-        raw = self.watcher.take_edit()
-        if raw is None:
-            if not self.config_path.exists():
-                self.restore_file(None)
-                self.run.event("warning", "The live config file was deleted; it was written again.", epoch)
-            return
-        try:
-            change = review_edit(decode_edit(raw), self.state.config, epochs_done=epoch - 1)
-        except ConfigError as exc:
-            kept = keep_rejected(self.config_path, raw)
-            self.restore_file(raw)
-            self.run.event(
-                "error",
-                f"Rejected config edit before epoch {epoch}: {exc}. Training goes on with the last "
-                f"good config; the rejected file is kept as {kept.name}.",
-                epoch,
-            )
-            self.say(f"rejected config edit: {exc}")
-            return
-        if change is None:
-            return
-        version, done = self.apply_and_record(change, epoch)
-        self.restore_file(raw)
-        self.write_report(version, epoch)
-        summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
-        why = f" ({change.note.reason})" if change.note.reason else ""
-        self.run.event("info", f"Config v{version} from {change.note.source} applied at epoch {epoch}: "
-                        f"{summary}{why}. " + "; ".join(done), epoch)
-        self.say(f"config v{version} ({change.note.source}): {summary}")
-
-    def apply_and_record(self, change: AcceptedChange, epoch: int) -> tuple[int, list[str]]:
-        """Make ``change`` real in the running process and record it; the version and what was done."""
-        done = apply_change(self.state, change)
-        version = self.run.config_version(change.config.model_dump(), source=change.note.source,
-                                          reason=change.note.reason, epoch=epoch, change_id=change.note.id)
-        return version, done
-
-    def write_report(self, version: int, epoch: int) -> None:
-        try:
-            path = write_change_report(self.run.store, self.run.id, version, self.run.dir)
-        except Exception as exc:  # a report is a record of the change, never a reason to stop training
-            self.run.event("warning", f"Could not write the report of config v{version}: "
-                                      f"{type(exc).__name__}: {exc}", epoch)
-            return
-        self.say(f"report: {path}")
+        """Validate, apply and record the last complete edit of the live config, if any."""
+        change = self.steering.next_change(epoch)
+        if change is not None:
+            self.steering.commit(change, epoch, apply_change(self.state, change))
 
     def write_state(self, epoch: int) -> None:
         settings = effective_settings(self.state, epoch, self.observations)
         settings["autopilot"] = self.autopilot.describe(self.state.config)
         write_state(self.run.dir, settings)
 
-    def restore_file(self, expected: bytes | None) -> None:
-        """Rewrite the file as the config in force, unless someone edited it meanwhile."""
-        try:
-            if expected is not None and read_live_bytes(self.config_path) != expected:
-                return  # a newer edit arrived: leave it for the next boundary
-        except FileNotFoundError:
-            pass
-        write_atomic(self.config_path, render_live_file(self.state.config.model_dump(), self.watcher.control))
-
     def at_step_boundary(self, epoch: int, step: int) -> None:
-        """Honour pause and stop requests between two optimizer steps."""
-        if self.watcher.control == "pause":
-            self.wait_while_paused(epoch, step)
-        if self.watcher.control == "stop":
-            raise StopRequested
+        """Honour pause and stop requests between two optimizer steps (every rank at the same step)."""
+        self.state.paused_seconds += self.steering.at_step(epoch, step)
 
-    def wait_while_paused(self, epoch: int, step: int) -> None:
-        self.run.set_status("paused")
-        self.run.event("info", f"Paused in epoch {epoch} before step {step + 1}.", epoch)
-        self.say(f"paused in epoch {epoch}")
-        began = time.perf_counter()
-        while self.watcher.control == "pause":
-            self.watcher.wait_for_notification(PAUSE_POLL_S)
-        self.state.paused_seconds += time.perf_counter() - began
-        if self.watcher.control == "run":
-            self.run.set_status("running")
-            self.run.event("info", f"Resumed in epoch {epoch}.", epoch)
-            self.say("resumed")
+    # ----------------------------------------------------------- data parallel
+
+    def check_ranks_agree(self, epoch: int) -> None:
+        """Each rank's config in force and weights, side by side in ``ranks.jsonl``; a job that drifted apart fails."""
+        if not self.world.distributed:
+            return
+        reports = self.world.gather(rank_report(self.state, self.observations))
+        if self.run is not None:
+            with open(self.run.dir / RANKS_FILENAME, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"epoch": epoch, "ranks": reports}) + "\n")
+        if len({report["weights"] for report in reports}) > 1:
+            raise RanksDisagree(f"after epoch {epoch} the processes hold different weights "
+                                f"({[report['weights'] for report in reports]}); the job cannot go on as one run")
 
     # ---------------------------------------------------------------- training
 
@@ -274,7 +257,7 @@ class EpochLoop:
         config, guard = self.state.config, self.state.nonfinite
         verdict = guard.verdict(config)
         if verdict == "stop":
-            raise NonfiniteLoss(stop_message(value, epoch, batch, guard, config, self.run.id))
+            raise NonfiniteLoss(stop_message(value, epoch, batch, guard, config, self.run.id if self.run else ""))
         if verdict == "cut":
             self.lower_learning_rate(epoch, batch, value)
 
@@ -284,25 +267,21 @@ class EpochLoop:
         old = config.learning_rate
         reason = (f"the training loss was {value} at epoch {epoch}, batch {batch}; nonfinite_loss is skip, so the "
                   f"step was not taken and learning_rate x {config.nonfinite_lr_factor:g}")
-        # The same review as an edit of the live file: validated, diffed, noted with its source.
-        wanted = LiveFile(values={"learning_rate": old * config.nonfinite_lr_factor},
-                          note=ChangeNote(source="trainer", reason=reason))
-        change = review_edit(wanted, config, epochs_done=epoch - 1)
-        version, _ = self.apply_and_record(change, epoch)
-        proposed = change.config
-        rewrite_values(self.config_path, {"learning_rate": proposed.learning_rate}, fallback=proposed.model_dump())
-        self.write_report(version, epoch)
-        self.run.event("warning", f"Non-finite training loss ({value}) at epoch {epoch}, batch {batch}: the step "
-                       f"was not taken and learning_rate lowered {old:g} → {proposed.learning_rate:g} "
-                       f"(config v{version}, from trainer).", epoch)
-        self.say(f"non-finite loss at epoch {epoch}, batch {batch}: step skipped, lr {old:g} → "
-                 f"{proposed.learning_rate:g}")
+        # Reviewed like an edit of the live file: validated, diffed, noted with its source.
+        change = self.steering.propose({"learning_rate": old * config.nonfinite_lr_factor},
+                                       source="trainer", reason=reason, epoch=epoch)
+        apply_change(self.state, change)
+        version = self.steering.record_own(change, epoch)
+        new = change.config.learning_rate
+        self.event("warning", f"Non-finite training loss ({value}) at epoch {epoch}, batch {batch}: the step "
+                   f"was not taken and learning_rate lowered {old:g} → {new:g} (config v{version}, from trainer).", epoch)
+        self.say(f"non-finite loss at epoch {epoch}, batch {batch}: step skipped, lr {old:g} → {new:g}")
 
     def report_skipped_steps(self, epoch: int) -> None:
         skipped = self.state.nonfinite.skipped_in_epoch
         if skipped:
-            self.run.event("warning", f"Epoch {epoch}: {skipped} batch(es) had a non-finite training loss and took "
-                           "no step; the epoch's train metrics count only the others.", epoch)
+            self.event("warning", f"Epoch {epoch}: {skipped} batch(es) had a non-finite training loss and took "
+                       "no step; the epoch's train metrics count only the others.", epoch)
 
     def evaluate(self) -> dict[str, float]:
         result = validate(self.state)
@@ -312,9 +291,9 @@ class EpochLoop:
     def observe_plateau(self, epoch: int, val_loss: float) -> None:
         config = self.state.config
         if config.lr_scheduler == "ReduceLROnPlateau" and self.state.plateau.observe(val_loss, config):
-            self.run.event("info", f"ReduceLROnPlateau: no better validation loss for more than "
-                           f"{config.plateau_patience} epochs; the lr is now {self.state.plateau.scale:g} "
-                           f"x learning_rate.", epoch)
+            self.event("info", f"ReduceLROnPlateau: no better validation loss for more than "
+                       f"{config.plateau_patience} epochs; the lr is now {self.state.plateau.scale:g} "
+                       f"x learning_rate.", epoch)
 
     def stop_early(self, epoch: int) -> None:
         """End the run with the best weights in the model and in the last checkpoint."""
@@ -329,12 +308,13 @@ class EpochLoop:
             stop.restore(state.model)
             if state.ema.active:  # the best weights were the average's; it restarts from them
                 state.ema.start(state.model, state.config.model_ema_decay)
-            self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
-                                  metric="val/loss", value=stop.best_loss)
+            if self.run is not None:
+                self.write_checkpoint("last", self.checkpoint_payload(epoch, restored_from_epoch=stop.best_epoch),
+                                      metric="val/loss", value=stop.best_loss)
             message = (f"Early stopping after epoch {epoch}: no better validation loss for "
                        f"{epoch - stop.best_epoch} epochs; restored the weights of epoch {stop.best_epoch} "
                        f"(val loss {stop.best_loss:.4f}).")
-        self.run.event("info", message, epoch)
+        self.event("info", message, epoch)
         self.say(message)
 
     def checkpoint_payload(self, epoch: int, **extra) -> dict:
@@ -354,6 +334,21 @@ class EpochLoop:
         if accuracy > self.state.best_val_accuracy:
             self.state.best_val_accuracy = accuracy
             self.write_checkpoint("best", payload, metric="val/accuracy", value=accuracy)
+
+
+def rank_report(state: TrainingState, observed: EpochObservations) -> dict:
+    """What one rank of a job had in force during the epoch, for ``ranks.jsonl``."""
+    return {
+        "rank": state.world.rank,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "learning_rate": state.config.learning_rate,
+        "batch_size": state.batch_size,
+        "last_lr": observed.last_lr,
+        "largest_batch": observed.largest_batch,
+        "batches": observed.batches,
+        "weights": weights_fingerprint(state.model),
+    }
 
 
 def format_epoch(epoch: int, total: int, m: dict[str, float]) -> str:

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from trainer.config import TrainConfig
 from trainer.data import DataSplit, load_data
+from trainer.distributed import World
 from trainer.early_stop import EarlyStopping
 from trainer.ema import EmaTracker
 from trainer.freeze import FreezeReport, apply_freeze
@@ -38,6 +39,7 @@ class TrainingState:
     plateau: Plateau = field(default_factory=Plateau)
     early_stop: EarlyStopping = field(default_factory=EarlyStopping)
     nonfinite: NonfiniteGuard = field(default_factory=NonfiniteGuard)
+    world: World = field(default_factory=World.single)  # the processes training this run together
 
     @property
     def evaluated_model(self) -> nn.Module:
@@ -56,10 +58,16 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_state(config: TrainConfig) -> TrainingState:
-    """Data, model and optimizer for ``config``, seeded so the same config starts the same."""
+def build_state(config: TrainConfig, world: World | None = None) -> TrainingState:
+    """Data, model and optimizer for ``config``, seeded so the same config starts the same.
+
+    In a data-parallel job (``world``) every rank starts from rank 0's weights,
+    and dropout and augmentation draw differently on each rank, as each sees
+    different samples.
+    """
+    world = world or World.single()
     torch.manual_seed(config.seed)
-    device = pick_device()
+    device = world.device() if world.distributed else pick_device()
     try:
         data = load_data(config)
     except ValueError as exc:  # DataError and friends: say what is wrong, not where in the code
@@ -79,8 +87,12 @@ def build_state(config: TrainConfig) -> TrainingState:
         imbalance=imbalance_for(config, data.class_names, data.train_labels),
         precision=Precision.from_config(config, device),
         freeze=freeze,
+        world=world,
     )
-    state.augment_rng.manual_seed(config.seed + 1)
+    state.augment_rng.manual_seed(config.seed + 1 + world.rank)
+    if world.distributed:
+        world.share_parameters(model)
+        torch.manual_seed(config.seed + world.rank)  # the init above is the same everywhere; the draws from here are not
     if config.model_ema:
         state.ema.start(model, config.model_ema_decay)
     return state
