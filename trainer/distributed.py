@@ -23,9 +23,10 @@ import datetime
 import hashlib
 import math
 import os
+import re
 import signal
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -193,15 +194,21 @@ class World:
         except PeerLost:
             raise
         except RuntimeError as exc:  # gloo and NCCL both raise RuntimeError (DistBackendError)
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise PeerLost(f"another process of this {self.size}-process job died or stopped answering during "
-                           f"{what} (seen from rank {self.rank}): {first_line}") from exc
+                           f"{what} (seen from rank {self.rank}: {backend_reason(exc)})") from exc
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """A short digest of every parameter and buffer, to check that the ranks hold the same model."""
+def backend_reason(exc: BaseException) -> str:
+    """The backend's own words, without its source path and advice: "Read error [127.0.0.1]:62622: Connection reset by peer"."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[[^\]]*\.(?:cc|cpp|h)(?::\d+)?\]\s*", "", text)  # gloo's "[.../pair.cc:545] "
+    return text.split(". ")[0].rstrip(".")
+
+
+def weights_fingerprint(weights: Mapping[str, torch.Tensor]) -> str:
+    """A short digest of a state dict (every parameter and buffer), to check that the ranks hold the same model."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in weights.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -347,7 +347,7 @@ def rank_report(state: TrainingState, observed: EpochObservations) -> dict:
         "last_lr": observed.last_lr,
         "largest_batch": observed.largest_batch,
         "batches": observed.batches,
-        "weights": weights_fingerprint(state.model),
+        "weights": weights_fingerprint(state.model.state_dict()),
     }
 
 
