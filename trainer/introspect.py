@@ -76,6 +76,8 @@ def effective_settings(state: TrainingState, epoch: int, seen: EpochObservations
                            "patience": state.config.early_stopping_patience,
                            "best_epoch": stop.best_epoch},
         "nonfinite_loss": state.nonfinite.describe(state.config),
+        "processes": {"count": state.world.size, "backend": state.world.backend or "none",
+                      "batch_size_is": "per process" if state.world.distributed else "the whole batch"},
     }
 
 
