@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import typing
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from dashboard.display import is_live
 from trainer.config import ConfigError, TrainConfig, validate_config
@@ -38,14 +38,16 @@ def changed_values(submitted: Mapping[str, Any], config: Mapping[str, Any]) -> d
     return {key: value for key, value in submitted.items() if value != config.get(key)}
 
 
-def change_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
+def change_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int,
+                    hot_keys: Collection[str] | None = None) -> list[str]:
     """Why the trainer would reject ``updates`` at its next epoch boundary, if it would.
 
     Runs the trainer's own review, so the form refuses exactly what the
-    trainer would, in the same words.
+    trainer would, in the same words. ``hot_keys``: the run's own list of the
+    hot keys its loop reads (the run record's ``hot_keys``); ``None``, every one.
     """
     try:
-        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done)
+        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done, hot_keys=hot_keys)
     except ConfigError as exc:
         return exc.problems
     return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import typing
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import streamlit as st
 
@@ -18,7 +18,7 @@ from dashboard import data
 from dashboard.display import diff_text, ended_explanation, epochs_done, is_live, md_escape
 from dashboard.steering import allowed_controls, change_problems, changed_values, decode_json_fields
 from dashboard.tables import pending_table
-from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds
+from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds, steerable_keys
 from trainer.live_config import request_change, request_control
 from trainer.schedule import SCHEDULE_KEYS
 
@@ -84,7 +84,7 @@ def show_pending(run: Mapping[str, Any], config: Mapping[str, Any], pending: Map
     if not pending["changes"]:
         return
     requested = {key: new for key, (_, new) in pending["changes"].items()}
-    problems = change_problems(config, requested, epochs_done(run))
+    problems = change_problems(config, requested, epochs_done(run), run.get("hot_keys"))
     if problems:
         # Typically a hand edit: say now what the trainer will say at the boundary.
         st.error("**Pending edit that will be rejected** at the next epoch boundary; the run will keep "
@@ -154,21 +154,32 @@ SECTION_NOTES = {
 }
 
 
-def form_sections() -> list[tuple[str, list[str], bool]]:
-    """(title, hot keys, expanded) in order; a hot key no section names lands in "Other"."""
-    hot = hot_keys()
-    sections = [(title, [k for k in keys if k in hot], expanded) for title, keys, expanded in SECTIONS]
+def form_sections(run_hot_keys: Collection[str] | None = None) -> list[tuple[str, list[str], bool]]:
+    """(title, keys, expanded) in order, for the keys the run may change (``steerable_keys``).
+
+    A section none of whose keys the run steers is left out; a key no section
+    names lands in "Other".
+    """
+    steerable = steerable_keys(run_hot_keys)
+    sections = [(title, [k for k in keys if k in steerable], expanded) for title, keys, expanded in SECTIONS]
     listed = {key for _, keys, _ in sections for key in keys}
-    rest = [key for key in hot if key not in listed]
-    return sections + ([("Other", rest, False)] if rest else [])
+    rest = [key for key in steerable if key not in listed]
+    sections += [("Other", rest, False)] if rest else []
+    return [(title, keys, expanded) for title, keys, expanded in sections if keys]
 
 
-def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int) -> None:
-    missing = [key for key in hot_keys() if key not in config]
+def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: int,
+                  run_hot_keys: Collection[str] | None = None) -> None:
+    """The form for the keys the run may change; ``run_hot_keys`` is the run's own list (None: every hot key)."""
+    steerable = steerable_keys(run_hot_keys)
+    missing = [key for key in steerable if key not in config]
     if missing:
         # A user's own loop may record any config; only the built-in trainer reads the live file.
         st.info(f"This run's config is not a Tiller trainer config (it has no {md_escape(missing[0])}, for one), "
                 "so there is nothing here to steer: the form changes runs started with `tiller train`.")
+        return
+    if not steerable:
+        st.info("This run's training loop reads none of the config's hot keys, so there is nothing here to steer.")
         return
     ended = ended_explanation(status, run_id)
     if ended:
@@ -176,8 +187,12 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
     info = {row["key"]: row for row in describe_keys()}
     with st.form(f"steer-{run_id}"):
         st.markdown("Hot keys: changes apply at the **next epoch boundary**.")
+        if run_hot_keys is not None:
+            # Say why most keys are missing, so nobody looks for them in vain.
+            st.caption(f"This run's training loop reads {len(steerable)} of Tiller's {len(hot_keys())} hot keys; "
+                       "the others are fixed for it.")
         submitted = {}
-        for title, keys, expanded in form_sections():
+        for title, keys, expanded in form_sections(run_hot_keys):
             with st.expander(title, expanded=expanded):
                 if title in SECTION_NOTES:
                     st.caption(SECTION_NOTES[title])
@@ -206,7 +221,7 @@ def send_changes(run_id: str, config: Mapping[str, Any], submitted: Mapping[str,
         st.info("Nothing sent: every value equals the config in force.")
         return
     run = data.fresh_run_record(run_id)
-    problems = change_problems(config, updates, epochs_done(run))
+    problems = change_problems(config, updates, epochs_done(run), run.get("hot_keys"))
     if problems:
         st.error("Not sent; the run keeps its config:\n\n" + "\n".join(f"- {md_escape(p)}" for p in problems))
         return

@@ -6,7 +6,7 @@ strings alike, and reads the way users type values in the live config file.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import pandas as pd
 
@@ -33,9 +33,9 @@ def runs_table(runs: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
     )
 
 
-def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
-    """The config in force, with whether each key may change mid-run."""
-    hot = {row["key"]: row["hot"] for row in describe_keys()}
+def config_table(config: Mapping[str, Any], run_hot_keys: Collection[str] | None = None) -> pd.DataFrame:
+    """The config in force, with whether each key may change mid-run (in this run: ``run_hot_keys``)."""
+    hot = {row["key"]: row["hot"] for row in describe_keys(run_hot_keys)}
     return pd.DataFrame(
         {
             "key": list(config),

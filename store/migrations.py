@@ -163,12 +163,20 @@ def _cluster_metrics_by_series(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX metrics_by_epoch ON metrics (run_id, epoch)")
 
 
+def _add_run_hot_keys(db: sqlite_utils.Database) -> None:
+    # A user's own training loop reads only some of the hot keys; the run records
+    # which (a JSON list), so every steering path treats the others as fixed.
+    # NULL: every hot key, as the built-in trainer (and every older run) reads them all.
+    db["runs"].add_column("hot_keys", str)
+
+
 MIGRATIONS = [
     _create_core_tables,
     _create_prediction_tables,
     _add_train_class_counts,
     _create_advice_tables,
     _cluster_metrics_by_series,
+    _add_run_hot_keys,
 ]
 
 

@@ -26,11 +26,34 @@ from store.run import Run
 STATUSES = ("running", "paused", "finished", "failed", "stopped")
 LIVE_STATUSES = ("running", "paused")
 LEVELS = ("info", "warning", "error")
-SOURCES = ("user", "file", "llm", "cli", "trainer")  # trainer: its own reaction, e.g. to a NaN loss
+SOURCES = ("user", "file", "llm", "cli", "trainer", "api")  # trainer: its own reaction, e.g. to a NaN loss; api: tiller.run
 
 
 class RunNotFound(LookupError):
     """No run matches the given id or prefix."""
+
+
+def encode_hot_keys(hot_keys: Iterable[str] | None) -> str | None:
+    """The ``runs.hot_keys`` column: a JSON list of key names, or NULL for "every hot key".
+
+    Only the shape is checked here; which names are hot keys is the trainer's
+    schema to say (``trainer.config.check_run_hot_keys``), and the store stays
+    free of it.
+    """
+    if hot_keys is None:
+        return None
+    if isinstance(hot_keys, (str, bytes)):  # a lone name would be read as its letters
+        raise TypeError(f"hot_keys must be a list of key names, not {type(hot_keys).__name__} {hot_keys!r}")
+    keys = list(dict.fromkeys(hot_keys))
+    not_names = [key for key in keys if not isinstance(key, str)]
+    if not_names:
+        raise TypeError(f"hot_keys must be key names (strings); got {not_names!r}")
+    return json.dumps(keys)
+
+
+def decode_hot_keys(text: Any) -> list[str] | None:
+    """The column read back; NULL (pandas may give None or NaN) is ``None``, every hot key."""
+    return json.loads(text) if isinstance(text, str) else None
 
 
 class Store(AdviceQueries):
@@ -77,9 +100,15 @@ class Store(AdviceQueries):
         dataset: str,
         name: str | None = None,
         run_id: str | None = None,
+        hot_keys: Iterable[str] | None = None,
     ) -> str:
-        """Insert a new running run and return its id (unique, path-safe)."""
+        """Insert a new running run and return its id (unique, path-safe).
+
+        ``hot_keys``: the hot config keys the run's training loop reads (its
+        others stay fixed); ``None`` for every hot key, as the built-in trainer.
+        """
         base = run_id or make_run_id(model)
+        encoded_hot_keys = encode_hot_keys(hot_keys)  # a bad list fails before anything is written
         now = time.time()
         with self._write():
             candidate, n = base, 1
@@ -101,6 +130,7 @@ class Store(AdviceQueries):
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "error": None,
+                    "hot_keys": encoded_hot_keys,
                 }
             )
         return candidate
@@ -267,7 +297,16 @@ class Store(AdviceQueries):
         gone = pd.Series([is_live and process_gone(pid, host) for is_live, pid, host
                           in zip(live, df["pid"], df["host"])], index=df.index, dtype=bool)
         df.loc[live & (silent | gone), "status"] = "crashed"
+        df["hot_keys"] = df["hot_keys"].map(decode_hot_keys).astype(object)
         return df
+
+    def run_hot_keys(self, run_id: str) -> list[str] | None:
+        """The hot keys the run's loop reads, as it declared them; ``None``: every hot key."""
+        with self._lock:
+            row = self.db.execute("SELECT hot_keys FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return decode_hot_keys(row[0])
 
     def find_run(self, ref: str) -> str:
         """Resolve a run reference: an exact id, a unique id prefix, or ``latest``."""
@@ -388,9 +427,14 @@ class Store(AdviceQueries):
             train_counts=json.loads(train_counts) if train_counts else None,
         )
 
-    def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None):
-        """Open a run for logging; use as ``with store.start_run(...) as run:``."""
-        return Run(self, self.create_run(model=model, dataset=dataset, name=name, run_id=run_id))
+    def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None,
+                  hot_keys: Iterable[str] | None = None):
+        """Open a run for logging; use as ``with store.start_run(...) as run:``.
+
+        ``hot_keys`` names the hot config keys the run's loop reads (see ``create_run``).
+        """
+        return Run(self, self.create_run(model=model, dataset=dataset, name=name, run_id=run_id,
+                                         hot_keys=hot_keys))
 
     def reopen_run(self, run_id: str) -> Run:
         """Take an existing run up again in this process (``tiller resume``): running, beating from here."""

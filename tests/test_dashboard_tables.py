@@ -64,6 +64,17 @@ def test_change_problems_accepts_a_valid_change():
     assert steering.change_problems(CONFIG, {"learning_rate": 0.01, "num_epochs": 5}, 5) == []
 
 
+def test_change_problems_and_the_config_table_follow_the_runs_own_hot_keys():
+    loop_keys = ["learning_rate", "num_epochs"]  # a user's loop that reads only these
+    assert steering.change_problems(CONFIG, {"learning_rate": 0.01}, 5, loop_keys) == []
+    problems = steering.change_problems(CONFIG, {"batch_size": 64}, 5, loop_keys)
+    assert problems == ["batch_size: this run's training loop does not read it (it steers num_epochs, "
+                        "learning_rate); it stays 32 for the life of the run"]
+    changes = tables.config_table(CONFIG, loop_keys).set_index("key")["changes"]
+    assert changes["learning_rate"] == "at the next epoch" and changes["batch_size"] == "fixed for the run"
+    assert tables.config_table(CONFIG).set_index("key")["changes"]["batch_size"] == "at the next epoch"
+
+
 @pytest.mark.parametrize(
     ("status", "requested", "pause", "resume", "stop"),
     [

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, resolve_runs_dir
 from store.paths import RUNS_DIR_ENV
 from trainer.config import ConfigError, describe_keys, validate_config
-from trainer.live_config import live_config_path, parse_live_file, request_change, request_control
+from trainer.live_config import LiveFile, live_config_path, parse_live_file, request_change, request_control
+from trainer.review import review_edit
 from trainer import cli_views as report
 
 DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -236,17 +237,28 @@ def cmd_set(args) -> None:
     run_id = resolve_run(store, args.run)
     updates = dict(args.assignments)
     current = store.current_config(run_id)
-    try:
-        validate_config({**current, **updates})
-    except ConfigError as exc:
-        fail("not sent:\n  - " + "\n  - ".join(exc.problems))
-    status = store.run(run_id)["status"]
+    run = store.run(run_id)
+    problems = edit_problems(current, updates, run)
+    if problems:
+        fail("not sent: " + problems[0] if len(problems) == 1 else "not sent:\n  - " + "\n  - ".join(problems))
+    status = run["status"]
     if status == "finished":
         fail(f"not sent: run {run_id} finished, so nothing will read it; start a new run instead")
     request_change(live_config_path(store.runs_dir, run_id), updates, source="cli", reason=args.reason, fallback=current)
     when = ("at the next epoch boundary" if status in LIVE_STATUSES
             else f"when the run goes on: tiller resume {run_id}")
     print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items()) + f" (applies {when})")
+
+
+def edit_problems(current: dict[str, Any], updates: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """Why the run would refuse ``updates`` at its next epoch boundary: the trainer's own review,
+    with the hot keys the run's loop reads, so nothing is sent that the run would only reject."""
+    epochs_done = 0 if run["epoch"] is None or run["epoch"] != run["epoch"] else int(run["epoch"])  # NaN: none yet
+    try:
+        review_edit(LiveFile(values=updates), validate_config(current), epochs_done, hot_keys=run["hot_keys"])
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def cmd_control(args) -> None:

@@ -90,6 +90,8 @@ def run_text(details: dict[str, Any]) -> str:
         f"  process   pid {run['pid']} on {run['host']}",
         f"  config    {details['live_config_file']}",
     ]
+    if run.get("hot_keys") is not None:  # a user's own loop: only these may change mid-run
+        lines.append(f"  steers    {', '.join(run['hot_keys']) or 'no key'} (every other key is fixed for this run)")
     if run.get("error"):
         lines += ["", "Error:", run["error"].rstrip()]
     lines += ["", "Config in force:"] + [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in details["config"].items()]

@@ -8,7 +8,7 @@ Overrides are strict: an unknown key or a wrong type is an error, never ignored.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, Mapping
+from typing import Any, Collection, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,6 +22,8 @@ def hot(applies: str = EPOCH) -> dict[str, Any]:
 
 FROZEN = {"hot": False, "applies": "fixed for the run (start a new run to change it)"}
 COMPAT = {"hot": False, "applies": "accepted from seed 003's config; fixed for the run"}
+# A hot key that a run's own training loop does not read (see ``steerable_keys``).
+UNSTEERED_APPLIES = "fixed for this run: its training loop does not read it"
 
 
 class TrainConfig(BaseModel):
@@ -250,6 +252,35 @@ def frozen_keys() -> list[str]:
     return [k for k in TrainConfig.model_fields if not field_info(k).get("hot")]
 
 
+def check_run_hot_keys(keys: Iterable[str]) -> list[str]:
+    """The hot keys a run's own training loop declares it reads, checked; in field order.
+
+    ``ConfigError`` names each unknown key and each key that is fixed for every
+    run: a loop may steer fewer keys than Tiller's trainer, never other ones.
+    """
+    if isinstance(keys, (str, bytes)):  # "learning_rate" alone would be read as its letters
+        raise ConfigError([f"the run's hot keys must be a list of key names, not the string {keys!r}"])
+    keys = list(dict.fromkeys(keys))
+    problems = []
+    for key in keys:
+        if key not in TrainConfig.model_fields:
+            problems.append(unknown_key_message(str(key)))
+        elif not field_info(key).get("hot"):
+            problems.append(f"{key}: fixed for every run ({field_info(key).get('applies', 'not hot')}), "
+                            "so no training loop may steer it")
+    if problems:
+        raise ConfigError(problems)
+    return steerable_keys(keys)
+
+
+def steerable_keys(run_hot_keys: Collection[str] | None) -> list[str]:
+    """The keys a run may change mid-run: every hot key (``None``) or the run's own list, in field order."""
+    if run_hot_keys is None:
+        return hot_keys()
+    wanted = set(run_hot_keys)
+    return [key for key in TrainConfig.model_fields if key in wanted]
+
+
 _BOUND_SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
@@ -263,8 +294,13 @@ def key_bounds(key: str) -> dict[str, Any]:
     return found
 
 
-def describe_keys() -> list[dict[str, Any]]:
-    """One row per key: default, bounds, hot or not, when it applies, what it does."""
+def describe_keys(run_hot_keys: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """One row per key: default, bounds, hot or not, when it applies, what it does.
+
+    With a run's own list of hot keys, ``hot`` says whether *that run* may change
+    the key, and a hot key its loop does not read applies as fixed.
+    """
+    steerable = set(steerable_keys(run_hot_keys))
     rows = []
     for key, field in TrainConfig.model_fields.items():
         bounds = " and ".join(f"{_BOUND_SYMBOLS[k]} {v}" for k, v in key_bounds(key).items())
@@ -273,8 +309,9 @@ def describe_keys() -> list[dict[str, Any]]:
                 "key": key,
                 "default": field.get_default(call_default_factory=True),
                 "bounds": bounds,
-                "hot": bool(field_info(key).get("hot")),
-                "applies": field_info(key).get("applies", ""),
+                "hot": key in steerable,
+                "applies": field_info(key).get("applies", "") if key in steerable or not field_info(key).get("hot")
+                else UNSTEERED_APPLIES,
                 "description": field.description or "",
             }
         )
@@ -305,11 +342,28 @@ def validate_config(data: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError([_problem(e) for e in exc.errors()]) from None
 
 
-def frozen_violations(current: TrainConfig, values: Mapping[str, Any]) -> list[str]:
-    """Messages for fixed keys whose value in ``values`` differs from the run's."""
-    return [
-        f"{key}: fixed for the life of the run (it is {getattr(current, key)!r}, the edit asks for "
-        f"{values[key]!r}); start a new run to change it"
-        for key in frozen_keys()
-        if key in values and values[key] != getattr(current, key)
-    ]
+def frozen_violations(current: TrainConfig, values: Mapping[str, Any],
+                      hot_keys: Collection[str] | None = None) -> list[str]:
+    """Messages for fixed keys whose value in ``values`` differs from the run's.
+
+    ``hot_keys`` is the run's own list of the hot keys its loop reads (``None``:
+    all of them); a hot key outside it is fixed for this run.
+    """
+    steerable = steerable_keys(hot_keys)
+    problems = []
+    for key in TrainConfig.model_fields:
+        if key in steerable or key not in values or values[key] == getattr(current, key):
+            continue
+        if field_info(key).get("hot"):
+            problems.append(unsteered_key_message(key, getattr(current, key), steerable))
+        else:
+            problems.append(f"{key}: fixed for the life of the run (it is {getattr(current, key)!r}, the edit "
+                            f"asks for {values[key]!r}); start a new run to change it")
+    return problems
+
+
+def unsteered_key_message(key: str, value: Any, steerable: Collection[str]) -> str:
+    """Why a hot key outside the run's own list may not change: a change would be recorded, yet do nothing."""
+    steers = ", ".join(steerable) if steerable else "no key"
+    return (f"{key}: this run's training loop does not read it (it steers {steers}); it stays {value!r} "
+            "for the life of the run")

@@ -8,7 +8,7 @@ trainer applies at the epoch boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 from store.configdiff import diff_configs
 from trainer.config import ConfigError, TrainConfig, frozen_violations, validate_config
@@ -27,13 +27,15 @@ def decode_edit(raw: bytes) -> LiveFile:
     return decode_live_file(raw)
 
 
-def review_edit(live: LiveFile, current: TrainConfig, epochs_done: int) -> AcceptedChange | None:
+def review_edit(live: LiveFile, current: TrainConfig, epochs_done: int,
+                hot_keys: Collection[str] | None = None) -> AcceptedChange | None:
     """The change ``live`` asks for, ``None`` if it asks for nothing new, or ``ConfigError``.
 
     Keys missing from the file keep their current values, so a file holding
-    only ``{"learning_rate": 0.01}`` is a valid edit.
+    only ``{"learning_rate": 0.01}`` is a valid edit. ``hot_keys``: the hot keys
+    the run's training loop reads (``Store.run_hot_keys``); ``None``, every one.
     """
-    problems = frozen_violations(current, live.values)
+    problems = frozen_violations(current, live.values, hot_keys)
     try:
         proposed = validate_config({**current.model_dump(), **live.values})
     except ConfigError as exc:

@@ -93,7 +93,7 @@ def live_config(run_id: str) -> None:
         return
     st.subheader("Config in force", anchor=False)
     show_pending(run, config, pending_edit(data.live_config_path(run_id), config))
-    table = config_table(config)
+    table = config_table(config, run.get("hot_keys"))
     if not is_live(run["status"]):
         table = table.drop(columns="changes")  # nothing changes in a run that has ended
     # About 60 keys: a scrolling table keeps the history and events below within reach.
@@ -144,8 +144,9 @@ with form_column:
     if versions.empty:
         st.info("This run has not recorded its config yet; steering opens once it has.")
     else:
-        status = data.run_record(run_id)["status"]
-        steering_form(run_id, status, versions.iloc[-1]["config"], int(versions.iloc[-1]["version"]))
+        run = data.run_record(run_id)
+        steering_form(run_id, run["status"], versions.iloc[-1]["config"], int(versions.iloc[-1]["version"]),
+                      run_hot_keys=run.get("hot_keys"))
 with config_column:
     live_config(run_id)
 

@@ -1,26 +1,33 @@
 """Checking an advisor's suggestions with the trainer's own schema.
 
 Each suggestion is tried alone against the run's current config: an unknown
-key, a fixed key, the autopilot's own limits, a wrong type or a value out of
-bounds is refused with the reason, in the words the trainer would use.
+key, a fixed key, a hot key the run's own training loop does not read, the
+autopilot's own limits, a wrong type or a value out of bounds is refused with
+the reason, in the words the trainer would use.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from trainer.advisor.types import CheckedSuggestion, Suggestion
-from trainer.config import ConfigError, TrainConfig, autopilot_keys, hot_keys, unknown_key_message, validate_config
+from trainer.config import (
+    ConfigError, TrainConfig, autopilot_keys, hot_keys, steerable_keys, unknown_key_message, unsteered_key_message,
+    validate_config,
+)
 from trainer.live_config import LiveFile
 from trainer.review import review_edit
 
 
 def check_suggestions(
-    suggestions: Iterable[Suggestion], config: Mapping[str, Any], epochs_done: int
+    suggestions: Iterable[Suggestion], config: Mapping[str, Any], epochs_done: int,
+    run_hot_keys: Collection[str] | None = None,
 ) -> list[CheckedSuggestion]:
+    """Each suggestion with its problem (empty if valid); ``run_hot_keys``: the hot keys
+    the run's loop reads (``Store.run_hot_keys``), ``None`` for every one."""
     checked, seen = [], set()
     for number, suggestion in enumerate(suggestions, start=1):
-        problem = _problem(suggestion, config, epochs_done, seen)
+        problem = _problem(suggestion, config, epochs_done, seen, run_hot_keys)
         seen.add(suggestion.parameter)
         notes = []
         actual = config.get(suggestion.parameter)
@@ -33,7 +40,8 @@ def check_suggestions(
     return checked
 
 
-def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int, seen: set[str]) -> str:
+def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int, seen: set[str],
+             run_hot_keys: Collection[str] | None) -> str:
     key, value = suggestion.parameter, suggestion.suggested_value
     if key not in TrainConfig.model_fields:
         return unknown_key_message(key)
@@ -41,10 +49,14 @@ def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int
         return f"{key}: the autopilot's limits are yours to set; an advisor may not change them"
     if key not in hot_keys():
         return f"{key}: fixed for the life of the run; start a new run to change it"
+    steerable = steerable_keys(run_hot_keys)
+    if key not in steerable:
+        return unsteered_key_message(key, config.get(key), steerable)
     if key in seen:
         return f"{key}: suggested twice; only the first suggestion for it counts"
     try:
-        change = review_edit(LiveFile(values={key: value}), validate_config(config), epochs_done)
+        change = review_edit(LiveFile(values={key: value}), validate_config(config), epochs_done,
+                             hot_keys=run_hot_keys)
     except ConfigError as exc:
         return "; ".join(exc.problems)
     if change is None:  # valid, and equal to what the run has
@@ -52,10 +64,11 @@ def _problem(suggestion: Suggestion, config: Mapping[str, Any], epochs_done: int
     return ""
 
 
-def combined_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int) -> list[str]:
+def combined_problems(config: Mapping[str, Any], updates: Mapping[str, Any], epochs_done: int,
+                      run_hot_keys: Collection[str] | None = None) -> list[str]:
     """Why ``updates`` together would be refused (a pair of keys can clash though each is fine)."""
     try:
-        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done)
+        review_edit(LiveFile(values=dict(updates)), validate_config(config), epochs_done, hot_keys=run_hot_keys)
     except ConfigError as exc:
         return exc.problems
     return []

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
 from store import Store
-from trainer.config import TrainConfig, autopilot_keys, describe_keys, hot_keys
+from trainer.config import TrainConfig, autopilot_keys, describe_keys, steerable_keys
 
 # Metrics of each epoch that an advisor sees, in this order.
 # A long run's history is thinned before it is sent: every epoch of the recent
@@ -66,6 +66,11 @@ class RunContext:
     changes: list[PastChange] = field(default_factory=list)
     classes: ClassStats | None = None
     question: str = ""
+    hot_keys: list[str] | None = None  # the hot keys the run's own loop reads; None: every one
+
+    def steers(self, key: str) -> bool:
+        """Whether the run's training loop reads ``key`` (a key it does not read is fixed for it)."""
+        return self.hot_keys is None or key in self.hot_keys
 
     @property
     def epochs_done(self) -> int:
@@ -82,17 +87,18 @@ class RunContext:
         return int(sum(self.classes.train_counts))
 
 
-def adjustable_keys() -> list[str]:
-    """The keys an advisor may suggest: hot, and not the autopilot's own limits."""
+def adjustable_keys(run_hot_keys: Collection[str] | None = None) -> list[str]:
+    """The keys an advisor may suggest: hot, read by the run's loop (``run_hot_keys``; None:
+    every hot key), and not the autopilot's own limits."""
     excluded = set(autopilot_keys())
-    return [key for key in hot_keys() if key not in excluded]
+    return [key for key in steerable_keys(run_hot_keys) if key not in excluded]
 
 
-def key_catalogue() -> dict[str, dict[str, Any]]:
+def key_catalogue(run_hot_keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
     """For each adjustable key: its type, bounds or choices, and what it does."""
     rows = {row["key"]: row for row in describe_keys()}
     catalogue = {}
-    for key in adjustable_keys():
+    for key in adjustable_keys(run_hot_keys):
         annotation = TrainConfig.model_fields[key].annotation
         entry: dict[str, Any] = {"type": _type_name(annotation), "description": rows[key]["description"]}
         if typing.get_origin(annotation) is typing.Literal:
@@ -127,6 +133,7 @@ def build_context(store: Store, run_id: str, question: str = "") -> RunContext:
         changes=past_changes(store, run_id, history),
         classes=class_stats(store, run_id),
         question=question.strip(),
+        hot_keys=run["hot_keys"],
     )
 
 
@@ -186,7 +193,7 @@ def class_stats(store: Store, run_id: str) -> ClassStats | None:
 
 def context_payload(ctx: RunContext) -> dict[str, Any]:
     """The JSON document an LLM advisor reads (no secrets: the config holds none)."""
-    adjustable = key_catalogue()
+    adjustable = key_catalogue(ctx.hot_keys)
     payload: dict[str, Any] = {
         "run": {"id": ctx.run_id, "model": ctx.model, "dataset": ctx.dataset, "status": ctx.status,
                 "epochs_done": ctx.epochs_done, "num_epochs": ctx.config.get("num_epochs")},
@@ -200,6 +207,10 @@ def context_payload(ctx: RunContext) -> dict[str, Any]:
             for c in ctx.changes[-MAX_CHANGES_SENT:]
         ],
     }
+    if ctx.hot_keys is not None:
+        # Without a word, an advisor would take the short key list for Tiller's whole schema.
+        payload["adjustable_keys_note"] = ("this run's own training loop reads only these hot keys; every other "
+                                           "key is fixed for it")
     if len(ctx.history) > RECENT_EPOCHS + EARLIER_EPOCHS:
         payload["history_note"] = (f"{len(thinned(ctx.history))} of {len(ctx.history)} epochs: every epoch of the "
                                    f"last {RECENT_EPOCHS}, evenly spaced ones before")

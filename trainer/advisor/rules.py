@@ -19,13 +19,16 @@ most ``MAX_SUGGESTIONS`` are kept. Priority:
 4. ``plateau``, ``overfitting``, ``underfitting`` (mutually exclusive by design:
    a plateau is neither overfitting nor a stalled, poorly fitting model).
 
+A run whose own training loop reads only some hot keys (``ctx.hot_keys``) gets
+no suggestion for the others: its finding says which it left out.
+
 The rules cannot read free text: a question gets an honest line saying so.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any, Callable
 
@@ -147,6 +150,18 @@ def _cfg(ctx: RunContext, key: str) -> Any:
 
 def _suggest(ctx: RunContext, key: str, value: Any, reason: str) -> Suggestion:
     return Suggestion(parameter=key, current_value=_cfg(ctx, key), suggested_value=value, reason=reason)
+
+
+def _only_steered(ctx: RunContext, finding: Finding) -> Finding:
+    """``finding`` without the suggestions for keys the run's loop does not read, saying which."""
+    left_out = [s.parameter for s in finding.suggestions if not ctx.steers(s.parameter)]
+    if not left_out:
+        return finding
+    it = "it" if len(left_out) == 1 else "them"
+    return replace(finding,
+                   text=f"{finding.text} This run's training loop does not read {', '.join(left_out)}, so the "
+                        f"rules suggest no change to {it}.",
+                   suggestions=tuple(s for s in finding.suggestions if ctx.steers(s.parameter)))
 
 
 def _round3(x: float) -> float:
@@ -452,13 +467,17 @@ def effective_batch(ctx: RunContext) -> Finding | None:
             ctx, "gradient_accumulation_steps", new_accumulation,
             f"{evidence}; accumulation {new_accumulation} gives "
             f"{_steps_per_epoch(samples, batch, new_accumulation)} steps per epoch."))
+        if not ctx.steers("gradient_accumulation_steps"):
+            new_accumulation = accumulation  # it stays, so the batch alone must give the steps
     if _steps_per_epoch(samples, batch, new_accumulation) < MIN_STEPS_PER_EPOCH and batch > 1:
         new_batch = 1
-        while new_batch * 2 < batch and math.ceil(samples / (new_batch * 2)) >= MIN_STEPS_PER_EPOCH:
+        while (new_batch * 2 < batch
+               and _steps_per_epoch(samples, new_batch * 2, new_accumulation) >= MIN_STEPS_PER_EPOCH):
             new_batch *= 2
+        kept = "without" if new_accumulation == 1 else f"with accumulation {new_accumulation}, which stays,"
         suggestions.append(_suggest(
             ctx, "batch_size", new_batch,
-            f"{evidence}; even without accumulation batch {batch} is too large for the data set, and batch "
+            f"{evidence}; even {kept} batch {batch} is too large for the data set, and batch "
             f"{new_batch} gives {_steps_per_epoch(samples, new_batch, new_accumulation)} steps per epoch."))
     text = f"**Effective batch too large**: {evidence} (fewer than {MIN_STEPS_PER_EPOCH})."
     return Finding("effective_batch", text, tuple(suggestions))
@@ -533,7 +552,9 @@ def overfitting(ctx: RunContext) -> Finding | None:
     text = f"**Overfitting**: {evidence}."
     if not candidates:
         text += " Every regulariser the rules know is already at its limit."
-    return Finding("overfitting", text, tuple(candidates[:MAX_REGULARISERS]))
+    # Keys the run does not steer are left out before the cap, so they take no regulariser's place.
+    finding = _only_steered(ctx, Finding("overfitting", text, tuple(candidates)))
+    return replace(finding, suggestions=finding.suggestions[:MAX_REGULARISERS])
 
 
 def underfitting(ctx: RunContext) -> Finding | None:
@@ -626,7 +647,7 @@ class RuleAdvisor:
     name = NAME
 
     def advise(self, ctx: RunContext) -> Advice:
-        findings = [finding for rule in RULES if (finding := rule(ctx)) is not None]
+        findings = [_only_steered(ctx, finding) for rule in RULES if (finding := rule(ctx)) is not None]
         suggestions: list[Suggestion] = []
         taken: set[str] = set()
         for finding in findings:

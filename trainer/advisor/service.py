@@ -107,7 +107,8 @@ def ask(
     record = AdviceRecord(
         id=new_advice_id(), run_id=run_id, epoch=ctx.epochs_done, advisor=advice.advisor, asked_by=asked_by,
         question=ctx.question, analysis=advice.analysis,
-        suggestions=check_suggestions(advice.suggestions, ctx.config, ctx.epochs_done), time=time.time(),
+        suggestions=check_suggestions(advice.suggestions, ctx.config, ctx.epochs_done, ctx.hot_keys),
+        time=time.time(),
     )
     store.record_advice(run_id, advice_id=record.id, epoch=record.epoch, advisor=record.advisor,
                         asked_by=asked_by, question=record.question, analysis=record.analysis,
@@ -157,7 +158,8 @@ def apply_advice(store: Store, record: AdviceRecord, numbers: Iterable[int] | No
     epochs_done = live_epochs_done(store, record.run_id)
     config = store.current_config(record.run_id)
     updates = {s.parameter: s.suggested_value for s in chosen}
-    problems = combined_problems(config, updates, epochs_done)
+    # Checked again against the run as it is now: advice is kept, and may be applied long after it was given.
+    problems = combined_problems(config, updates, epochs_done, store.run_hot_keys(record.run_id))
     if problems:
         raise AdvisorError("the run would refuse these changes: " + "; ".join(problems))
     reason = ("autopilot: " if record.asked_by == "autopilot" else "") + \
@@ -189,7 +191,7 @@ def revert_version(store: Store, run_id: str, version: int, *, source: str = "us
     epochs_done = live_epochs_done(store, run_id)
     updates = revert_updates(store, run_id, version)
     config = store.current_config(run_id)
-    problems = combined_problems(config, updates, epochs_done)
+    problems = combined_problems(config, updates, epochs_done, store.run_hot_keys(run_id))
     if problems:
         raise AdvisorError(f"cannot revert v{version}: " + "; ".join(problems))
     request_change(live_config_path(store.runs_dir, run_id), updates, source=source,
