@@ -45,6 +45,16 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key.strip(), raw
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -86,10 +96,39 @@ def cmd_train(args) -> None:
     except ConfigError as exc:
         where = f" in {args.config}" if args.config else ""
         fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
+    if args.nproc > 1:
+        sys.exit(launch_job(args))
+    from trainer.distributed import World
+
     with training_errors_reported():
-        train(config, open_store(args), name=args.name, source="cli",
-              reason=f"started from {args.config}" if args.config else "started from the command line",
-              say=functools.partial(print, flush=True))  # flushed: the demo sends this to a log file
+        world = World.from_env()  # a process of a torchrun job, or a run of its own
+        try:
+            train(config, open_store(args) if world.is_main else None, name=args.name, source="cli",
+                  reason=f"started from {args.config}" if args.config else "started from the command line",
+                  say=functools.partial(print, flush=True),  # flushed: the demo sends this to a log file
+                  world=world)
+        finally:
+            world.close()
+
+
+def launch_job(args) -> int:
+    """``tiller train --nproc N``: the same command, as N processes of one torchrun job on this machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "trainer", "train", "--runs-dir", str(resolve_runs_dir(args.runs_dir))]
+    if args.config:
+        command += ["--config", str(args.config)]
+    for key, value in args.set or []:
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    if args.name:
+        command += ["--name", args.name]
+    print(f"starting {args.nproc} training processes with torchrun", flush=True)
+    stop_on_sigterm()
+    job = subprocess.Popen(command, preexec_fn=end_with_parent if sys.platform == "linux" else None)
+    try:
+        return job.wait()
+    except KeyboardInterrupt:
+        end_child(job)
+        return 130
 
 
 def cmd_resume(args) -> None:
@@ -112,18 +151,22 @@ def cmd_resume(args) -> None:
 @contextlib.contextmanager
 def training_errors_reported():
     """What stops a training command, said in a line or two instead of a traceback."""
+    from trainer.distributed import PeerLost, end_job_on_sigterm, launched_by_torchrun
+    from trainer.job_steering import RanksDisagree
     from trainer.loop import TrainingHalted
     from trainer.nonfinite import NonfiniteLoss
     from trainer.state import SetupError
 
-    stop_on_sigterm()
+    # torchrun sends SIGTERM to the rest of a job when one process fails: that is a
+    # failure of the run, not a stop request.
+    end_job_on_sigterm() if launched_by_torchrun() else stop_on_sigterm()
     try:
         yield
     except KeyboardInterrupt:
         fail("interrupted; the run is recorded as stopped", code=130)
     except SetupError as exc:
         fail(f"cannot start the run: {exc}")
-    except (TrainingHalted, NonfiniteLoss) as exc:
+    except (TrainingHalted, NonfiniteLoss, PeerLost, RanksDisagree) as exc:
         fail(str(exc), code=1)
     except StoreWriteError as exc:  # before any epoch: the run could not even be recorded
         fail(str(exc), code=1)
@@ -325,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=parse_assignment, action="append", metavar="KEY=VALUE",
                    help="override one key, e.g. --set learning_rate=0.01 (repeatable)")
     p.add_argument("--name", help="a readable name for the run")
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                   help="train with N processes on this machine (data parallel, through torchrun; gloo on CPU, "
+                        "NCCL on GPUs); for several machines run torchrun -m trainer train ... yourself")
     p = add("dashboard", cmd_dashboard, "serve the dashboard")
     _dashboard_options(p)
     p = add("runs", cmd_runs, "list runs")
