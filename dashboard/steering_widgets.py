@@ -174,9 +174,10 @@ def steering_form(run_id: str, status: str, config: Mapping[str, Any], version: 
     steerable = steerable_keys(run_hot_keys)
     missing = [key for key in steerable if key not in config]
     if missing:
-        # A user's own loop may record any config; only the built-in trainer reads the live file.
-        st.info(f"This run's config is not a Tiller trainer config (it has no {md_escape(missing[0])}, for one), "
-                "so there is nothing here to steer: the form changes runs started with `tiller train`.")
+        # A loop that logs through the store alone may record any config, and nothing reads its live file.
+        st.info(f"This run's config is not a Tiller config (it has no {md_escape(missing[0])}, for one), so "
+                "there is nothing here to steer: the form changes runs started with `tiller train` or "
+                "`tiller.run(...)`.")
         return
     if not steerable:
         st.info("This run's training loop reads none of the config's hot keys, so there is nothing here to steer.")
