@@ -145,7 +145,7 @@ def test_a_stop_request_ends_the_epochs_at_a_boundary_and_the_run_as_stopped(tmp
     record = store.run(run.id)
     assert record["status"] == "stopped"
     assert 1 <= record["epoch"] < 500
-    assert any(m.startswith("Stopped during epoch") for m in messages(store, run.id, "warning"))
+    assert f"Stopped after epoch {record['epoch']} on request." in messages(store, run.id, "warning")
 
 
 def test_a_stop_request_between_steps_ends_the_run_as_stopped_not_failed(tmp_path):
@@ -165,8 +165,6 @@ def test_a_stop_request_between_steps_ends_the_run_as_stopped_not_failed(tmp_pat
     assert record["status"] == "stopped" and record["epoch"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="epochs() takes the pending edit before it waits out a boundary pause, "
-                                       "so an edit made while paused 'before epoch N starts' applies at N + 1")
 def test_an_edit_made_while_paused_before_an_epoch_applies_to_that_epoch(tmp_path):
     def edit_while_paused_then_resume(run: tiller.SteeredRun) -> None:
         store = Store(tmp_path)
@@ -311,7 +309,9 @@ def test_the_example_is_paused_steered_from_the_cli_and_resumed(start_example):
     example.wait_for(lambda: example.status() == "paused", "the pause")
     paused = next(m for m in messages(example.store, example.run_id) if m.startswith("Paused in epoch"))
     paused_in = int(re.match(r"Paused in epoch (\d+)", paused).group(1))
-    applies_at, last = paused_in + 1, paused_in + 3  # the epoch in progress ends on the old config
+    # Paused mid-epoch, that epoch ends on the old config; paused between epochs, the next starts on the new.
+    applies_at = paused_in if paused.endswith("before it starts.") else paused_in + 1
+    last = paused_in + 3
 
     refused = tiller_cli(example.runs_dir, "set", example.run_id, "weight_decay=0.01")
     assert refused.returncode == 2
@@ -360,5 +360,7 @@ def test_the_example_stopped_from_the_cli_ends_as_stopped_with_its_epochs_kept(s
     for split in ("train", "val"):
         for name in ("loss", "accuracy"):
             assert sorted(series(example.store, example.run_id, split, name)) == list(range(1, done + 1))
-    assert any(m.startswith("Stopped during epoch") for m in messages(example.store, example.run_id, "warning"))
-    assert "stopped during epoch" in example.printed()
+    # Mid-epoch (the example checks between steps) or, rarely, right at a boundary.
+    assert any(m.startswith(("Stopped during epoch", "Stopped after epoch"))
+               for m in messages(example.store, example.run_id, "warning"))
+    assert "stopped during epoch" in example.printed() or "stopped after epoch" in example.printed()

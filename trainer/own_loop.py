@@ -118,7 +118,7 @@ class SteeredRun:
             self._steering.__exit__(exc_type, exc, tb)
         stop = exc_type is not None and issubclass(exc_type, StopRequested)
         if stop:
-            self._steering.stopped(self.epoch)
+            self._steering.stopped(self.epoch, where="" if self.epoch else between_epochs(1))
             exc_type = exc = tb = None  # a stop request ends the run as stopped, not failed
         self._run.__exit__(exc_type, exc, tb)
         return stop
@@ -153,12 +153,12 @@ class SteeredRun:
         """
         epoch = 1
         while True:
-            self._take(epoch)
-            try:
+            try:  # a pause first: an edit made while paused applies to the epoch about to start
                 self._paused = self._live_steering().at_step(epoch, -1)
             except StopRequested:
-                self._live_steering().stopped(epoch)
+                self._live_steering().stopped(epoch - 1, where=between_epochs(epoch))
                 return
+            self._take(epoch)
             if epoch > self.config.num_epochs:
                 return
             self.epoch, self._epoch_began = epoch, time.perf_counter()
@@ -215,6 +215,10 @@ class SteeredRun:
     def _live_steering(self) -> Steering:
         self._live_run()
         return self._steering
+
+
+def between_epochs(next_epoch: int) -> str:
+    return f"after epoch {next_epoch - 1}" if next_epoch > 1 else "before the first epoch"
 
 
 def changes_of(change: AcceptedChange, version: int) -> list[Change]:

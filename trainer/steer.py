@@ -181,8 +181,12 @@ class Steering:
         self.run.event("info", f"Resumed in epoch {epoch}.", epoch)
         self.say("resumed")
 
-    def stopped(self, epoch: int, detail: str = "") -> None:
-        """The run ends on a stop request: recorded as ``stopped``; ``detail`` adds what was kept."""
+    def stopped(self, epoch: int, detail: str = "", where: str = "") -> None:
+        """The run ends on a stop request: recorded as ``stopped``; ``detail`` adds what was kept.
+
+        ``where`` says when, if not "during epoch N" (a stop seen between epochs).
+        """
+        where = where or f"during epoch {epoch}"
         self.run.mark_stopped()
-        self.run.event("warning", f"Stopped during epoch {epoch} on request{detail}.", epoch)
-        self.say(f"stopped during epoch {epoch}")
+        self.run.event("warning", f"Stopped {where} on request{detail}.", epoch or None)
+        self.say(f"stopped {where}")
