@@ -91,11 +91,13 @@ def train_one_epoch(model, loader, optimizer, loss_fn, run) -> tuple[float, floa
 
 
 @torch.no_grad()
-def evaluate(model, data: TensorDataset, loss_fn) -> tuple[float, float]:
+def evaluate(model, data: TensorDataset, loss_fn) -> tuple[float, float, torch.Tensor]:
+    """Loss, accuracy and each review's probability of being positive."""
     model.eval()
     words, labels = data.tensors
     logits = model(words)
-    return loss_fn(logits, labels).item(), ((logits > 0).float() == labels).float().mean().item()
+    accuracy = ((logits > 0).float() == labels).float().mean().item()
+    return loss_fn(logits, labels).item(), accuracy, torch.sigmoid(logits)
 
 
 def apply_change(change: tiller.Change, model, optimizer) -> None:
@@ -131,15 +133,17 @@ def main() -> None:
             # Rebuilt each epoch (cheap) from the batch_size in force, so a steered batch_size applies here.
             loader = DataLoader(train, batch_size=run.config.batch_size, shuffle=True)
             train_loss, train_accuracy = train_one_epoch(model, loader, optimizer, loss_fn, run)
-            val_loss, val_accuracy = evaluate(model, val, loss_fn)
+            val_loss, val_accuracy, val_probs = evaluate(model, val, loss_fn)
             run.log(train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss,
                     val_accuracy=val_accuracy, lr=optimizer.param_groups[0]["lr"])
+            # For the dashboard's Evaluation page: confusion matrix, ROC, PR, hard samples, ...
+            run.log_predictions(val_probs, val.tensors[1], class_names=["negative", "positive"])
             print(f"epoch {epoch}/{run.config.num_epochs}  loss {train_loss:.4f}  accuracy {train_accuracy:.4f}  "
                   f"val_loss {val_loss:.4f}  val_accuracy {val_accuracy:.4f}")
             for change in run.changes():
                 apply_change(change, model, optimizer)
 
-        test_loss, test_accuracy = evaluate(model, data["test"], loss_fn)
+        test_loss, test_accuracy, _ = evaluate(model, data["test"], loss_fn)
         run.event("info", f"Test set: loss {test_loss:.4f}, accuracy {test_accuracy:.4f}")
         print(f"test loss {test_loss:.4f}  test accuracy {test_accuracy:.4f}")
 

@@ -186,6 +186,34 @@ def test_an_edit_made_while_paused_before_an_epoch_applies_to_that_epoch(tmp_pat
     assert lr_used == {1: 0.01, 2: 0.05, 3: 0.05}
 
 
+def test_logged_predictions_feed_the_evaluation_page(tmp_path):
+    import torch
+
+    labels = np.array([0, 1, 1, 0, 1])
+    with start(tmp_path, num_epochs=2) as run:
+        for epoch in run.epochs():
+            positive = torch.tensor([0.1, 0.8, 0.6, 0.3, 0.2 * epoch])  # a binary model's sigmoid
+            run.log_predictions(positive, labels, class_names=["negative", "positive"])
+    store = Store(tmp_path)
+    second = store.predictions(run.id, 2)
+    assert second.task == "binary" and second.class_names == ["negative", "positive"]
+    assert second.labels.tolist() == labels.tolist() and second.sample_ids == ["0", "1", "2", "3", "4"]
+    stored = second.probs  # kept at float16 precision
+    assert np.allclose(stored[:, 1], [0.1, 0.8, 0.6, 0.3, 0.4], atol=1e-3) and np.allclose(stored.sum(1), 1, atol=1e-3)
+    assert np.allclose(store.predictions(run.id, 1).probs[4], [0.8, 0.2], atol=1e-3)
+
+
+def test_predictions_that_do_not_match_their_labels_are_refused(tmp_path):
+    with start(tmp_path, num_epochs=1) as run:
+        for _ in run.epochs():
+            with pytest.raises(ValueError, match="3 rows of probabilities but 2 labels"):
+                run.log_predictions(np.full((3, 4), 0.25), [0, 1])
+            with pytest.raises(ValueError, match="4 classes of probabilities but 2 class names"):
+                run.log_predictions(np.full((2, 4), 0.25), [0, 1], class_names=["a", "b"])
+            with pytest.raises(ValueError, match="not shape"):
+                run.log_predictions(np.zeros((2, 2, 2)), [0, 1])
+
+
 def test_an_exception_in_the_loop_marks_the_run_failed(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
         with start(tmp_path) as run:
@@ -328,6 +356,8 @@ def test_the_example_is_paused_steered_from_the_cli_and_resumed(start_example):
     shown = tiller_cli(example.runs_dir, "show", example.run_id, "--json")
     details = json.loads(shown.stdout)
     assert details["run"]["status"] == "finished" and details["run"]["epoch"] == last
+    evaluated = example.store.predictions(example.run_id, last)  # what the Evaluation page draws
+    assert evaluated.class_names == ["negative", "positive"] and evaluated.task == "binary"
     assert [v["version"] for v in details["config_versions"]] == [1, 2]  # the refused key left no version
     first, second = details["config_versions"]
     assert first["source"] == "api" and first["config"]["weight_decay"] == 0.0

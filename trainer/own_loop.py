@@ -10,6 +10,7 @@
                 run.step()                       # pause / stop between steps (optional)
                 ...
             run.log(train_loss=..., val_loss=..., val_accuracy=..., lr=...)
+            run.log_predictions(val_probs, val_labels)   # optional: the Evaluation page
             for change in run.changes():         # validated and recorded: apply them
                 if change.key == "learning_rate":
                     for group in optimizer.param_groups:
@@ -34,6 +35,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from store import Run, Store
 from trainer.config import TrainConfig, check_run_hot_keys, hot_keys, validate_config
@@ -94,6 +97,7 @@ class SteeredRun:
         self.epoch = 0  # the epoch in progress, 0 before the first
         self._epoch_began = 0.0
         self._paused = 0.0  # seconds paused in the epoch in progress
+        self._samples_recorded = False  # log_predictions: labels and class names go in once
 
     # ------------------------------------------------------------ lifecycle
 
@@ -193,6 +197,30 @@ class SteeredRun:
             values["epoch_seconds"] = time.perf_counter() - self._epoch_began - self._paused
         self._live_run().log(epoch or max(self.epoch, 1), values)
 
+    def log_predictions(self, probs, labels, *, class_names: list[str] | None = None,
+                        sample_ids: list[str] | None = None, epoch: int | None = None) -> None:
+        """The validation set's class probabilities this epoch: the dashboard's Evaluation page draws them.
+
+        ``probs``: (samples, classes), or (samples,) for a binary model's probability
+        of the positive class; ``labels``: the true class index of each sample, in
+        the same order every epoch (the first call records them, with the class
+        names and ids, default "0", "1", ...).
+        """
+        probs = as_class_probabilities(probs)
+        if not self._samples_recorded:
+            labels = np.asarray(labels).astype(np.int64).reshape(-1)
+            if len(labels) != len(probs):
+                raise ValueError(f"{len(probs)} rows of probabilities but {len(labels)} labels")
+            names = list(class_names) if class_names is not None else [str(k) for k in range(probs.shape[1])]
+            if len(names) != probs.shape[1]:
+                raise ValueError(f"{probs.shape[1]} classes of probabilities but {len(names)} class names")
+            self._live_run().val_samples(labels=labels, class_names=names,
+                                         sample_ids=list(sample_ids) if sample_ids is not None else
+                                         [str(i) for i in range(len(labels))],
+                                         task="binary" if probs.shape[1] == 2 else "multiclass")
+            self._samples_recorded = True
+        self._live_run().predictions(epoch or max(self.epoch, 1), probs)
+
     def event(self, level: str, message: str) -> None:
         """A line in the run's event log (``info``, ``warning`` or ``error``)."""
         self._live_run().event(level, message, self.epoch or None)
@@ -215,6 +243,20 @@ class SteeredRun:
     def _live_steering(self) -> Steering:
         self._live_run()
         return self._steering
+
+
+def as_class_probabilities(probs) -> np.ndarray:
+    """(samples, classes) float32 from a tensor or array; a binary model's (samples,) becomes [1 - p, p]."""
+    if hasattr(probs, "detach"):  # a torch tensor, on any device
+        probs = probs.detach().float().cpu().numpy()
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim == 2 and probs.shape[1] == 1:
+        probs = probs[:, 0]
+    if probs.ndim == 1:
+        probs = np.stack([1 - probs, probs], axis=1)
+    if probs.ndim != 2:
+        raise ValueError(f"probabilities must be (samples, classes) or (samples,), not shape {probs.shape}")
+    return probs
 
 
 def between_epochs(next_epoch: int) -> str:
