@@ -40,14 +40,15 @@ class JobSteering:
     def commit(self, change: AcceptedChange, epoch: int, done: Iterable[str]) -> None:
         """Record ``change`` once every rank has applied it (``done``: what this rank did)."""
         done = list(done)
-        self.check_same(change, epoch, done)
+        self.check_same(change, epoch)
         if self.world.is_main:
             if self.world.distributed:
                 done.append(f"applied by all {self.world.size} processes")
             self.steering.commit(change, epoch, done)
 
-    def check_same(self, change: AcceptedChange, epoch: int, done: list[str]) -> None:
-        reports = self.world.gather((epoch, change.config.model_dump(), done))
+    def check_same(self, change: AcceptedChange, epoch: int) -> None:
+        """Every rank holds the same config, from the same boundary (how each applied it may differ in wording)."""
+        reports = self.world.gather((epoch, change.config.model_dump()))
         if any(report != reports[0] for report in reports):
             differing = [rank for rank, report in enumerate(reports) if report != reports[0]]
             raise RanksDisagree(f"ranks {differing} applied the change before epoch {epoch} differently from "
