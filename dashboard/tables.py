@@ -23,7 +23,8 @@ def runs_table(runs: pd.DataFrame, tz_name: str | None = None) -> pd.DataFrame:
         {
             "open": [f"run?run={run_id}" for run_id in runs["id"]],
             "status": [status_label(s) for s in runs["status"]],
-            "name": runs["name"],
+            # A run without a name of its own is named after its id: shown once, in the run column.
+            "name": ["" if name == run_id else name for name, run_id in zip(runs["name"], runs["id"])],
             "model": runs["model"],
             "epoch": [progress_text(r) for r in runs.to_dict("records")],
             # Text, so that a run without a validated epoch shows a dash, not "None".

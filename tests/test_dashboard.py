@@ -83,6 +83,12 @@ def test_runs_page_lists_runs_newest_first_with_links(runs_store):
     assert list(table["epoch"]) == ["4/20", "4/20"]
 
 
+def test_runs_page_shows_no_name_for_a_run_named_after_its_id(runs_store):
+    seed_run(runs_store, "mlp_20260101_000003", name="mlp_20260101_000003")
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S).run()
+    assert list(at.dataframe[0].value["name"]) == [""]
+
+
 def test_runs_page_empty_state_says_how_to_start(runs_store):
     at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S).run()
     assert not at.exception

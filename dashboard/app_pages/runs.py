@@ -9,7 +9,8 @@ from dashboard.tables import runs_table
 COLUMNS = {
     "open": st.column_config.LinkColumn("run", help="Open the run's page", display_text=r"run\?run=(.*)"),
     "status": st.column_config.TextColumn("status", width="small"),
-    "last update": st.column_config.TextColumn("last update", help="In your local time"),
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "last update": st.column_config.TextColumn("last update", help="In your local time", width="medium"),
 }
 
 if "open_run" in st.session_state:
