@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -98,15 +97,17 @@ def cmd_train(args) -> None:
         fail(f"config error{where}:\n  - " + "\n  - ".join(exc.problems))
     if args.nproc > 1:
         sys.exit(launch_job(args))
+    from trainer import progress
     from trainer.distributed import World
 
     with training_errors_reported():
         world = World.from_env()  # a process of a torchrun job, or a run of its own
         try:
-            train(config, open_store(args) if world.is_main else None, name=args.name, source="cli",
-                  reason=f"started from {args.config}" if args.config else "started from the command line",
-                  say=functools.partial(print, flush=True),  # flushed: the demo sends this to a log file
-                  world=world)
+            # Closed before training_errors_reported speaks, so its message lands below the display.
+            with progress.for_stdout() if world.is_main else progress.silent() as reporter:
+                train(config, open_store(args) if world.is_main else None, name=args.name, source="cli",
+                      reason=f"started from {args.config}" if args.config else "started from the command line",
+                      progress=reporter, world=world)
         finally:
             world.close()
 
@@ -139,11 +140,13 @@ def cmd_resume(args) -> None:
         request_control(live_config_path(store.runs_dir, run_id), "run", fallback=store.current_config(run_id))
         print(f"resume sent to {run_id} (takes effect at the next training step)")
         return
+    from trainer import progress
     from trainer.resume import CannotResume, resume
 
     with training_errors_reported():
         try:
-            resume(store, run_id, say=functools.partial(print, flush=True))
+            with progress.for_stdout() as reporter:
+                resume(store, run_id, progress=reporter)
         except CannotResume as exc:
             fail(f"cannot resume: {exc}")
 
@@ -262,7 +265,7 @@ def cmd_runs(args) -> None:
     if args.json:
         print(json.dumps(report.runs_records(runs), indent=2, ensure_ascii=False))
     else:
-        print(report.runs_table(runs))
+        report.print_runs(runs)
 
 
 def cmd_show(args) -> None:
@@ -416,5 +419,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # --runs-dir may come before or after the command; its default is "not given".
     args.runs_dir = getattr(args, "runs_dir", None)
-    args.handler(args)
+    try:
+        args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, while the error can still be handled
+    except BrokenPipeError:
+        reader_went_away()
+
+
+def reader_went_away() -> None:
+    """``tiller runs | head -1``: the reader closed the pipe; end quietly, as Unix tools do.
+
+    Python's own flush of stdout at exit would raise again, so stdout goes to devnull first.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(141)  # 128 + SIGPIPE, what a shell reports for a killed writer
 

@@ -9,15 +9,29 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from store import Store
 from trainer.live_config import pending_edit
 
 
-def local_time(seconds: float | None) -> str:
+# Each status's colour in the terminal's runs table; finished runs stay in the default colour.
+STATUS_STYLES = {"running": "green", "paused": "yellow", "failed": "red", "crashed": "red", "stopped": "bright_black"}
+NAME_MAX, NAME_COMFORT = 40, 20  # a name's widest in the terminal's table; narrower, the model column goes
+RICH_HEADERS = {"BEST VAL ACC": "BEST ACC"}  # the terminal's table is tight: accuracy is always validation's
+NUMERIC_COLUMNS = ("EPOCH", "BEST ACC")
+COLUMN_STYLES = {"ID": "cyan", "UPDATED": "dim"}
+NO_RUNS = "No runs yet. Start one with `tiller demo` or `tiller train --config CONFIG.json`."
+
+
+def local_time(seconds: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """``seconds`` since the epoch in the user's time zone; empty when unknown."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return ""
-    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds).astimezone().strftime(fmt)
 
 
 def progress(row: dict[str, Any]) -> str:
@@ -41,10 +55,9 @@ def runs_records(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _clean(v) for k, v in row.items()} for row in runs.to_dict("records")]
 
 
-def runs_table(runs: pd.DataFrame) -> str:
-    if runs.empty:
-        return "No runs yet. Start one with `tiller demo` or `tiller train --config CONFIG.json`."
-    rows = [
+def runs_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
+    """The cells of ``tiller runs``, newest run first (the store's order), as text."""
+    return [
         {
             "ID": r["id"],
             "NAME": r["name"] if r["name"] != r["id"] else "",
@@ -52,11 +65,60 @@ def runs_table(runs: pd.DataFrame) -> str:
             "MODEL": r["model"],
             "EPOCH": progress(r),
             "BEST VAL ACC": "" if pd.isna(r["best_val_accuracy"]) else f"{r['best_val_accuracy']:.4f}",
-            "UPDATED": local_time(r["updated"]),
+            "UPDATED": local_time(r["updated"], "%Y-%m-%d %H:%M"),  # to the minute: a list, not a log
         }
         for r in runs.to_dict("records")
     ]
-    return pd.DataFrame(rows).to_string(index=False)
+
+
+def runs_table(runs: pd.DataFrame) -> str:
+    """Plain aligned text, for pipes, files and scripts."""
+    if runs.empty:
+        return NO_RUNS
+    return pd.DataFrame(runs_rows(runs)).to_string(index=False)
+
+
+def runs_rich_table(runs: pd.DataFrame, width: int = 120) -> Table:
+    """The terminal's table, ``width`` wide at most: a colour per status; long names cut with an ellipsis."""
+    rows = [{RICH_HEADERS.get(key, key): value for key, value in row.items()} for row in runs_rows(runs)]
+    widths = column_widths(rows, width)
+    # Two spaces between columns (a cell's right padding and the box's blank divider).
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    for key, column_width in widths.items():
+        table.add_column(key, no_wrap=True, overflow="ellipsis", width=column_width,
+                         justify="right" if key in NUMERIC_COLUMNS else "left", style=COLUMN_STYLES.get(key, ""))
+    for row in rows:
+        # Text, not markup: a name may hold brackets.
+        cells = {key: Text(row[key]) for key in widths}
+        cells["STATUS"].stylize(STATUS_STYLES.get(row["STATUS"], ""))
+        table.add_row(*cells.values())
+    return table
+
+
+def column_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
+    """Each column as wide as its widest cell, in this order; in a narrow terminal the name gives way.
+
+    When even so the name would be cut short, the model column goes: the id starts with the model's name.
+    """
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    widths["NAME"] = min(widths["NAME"], NAME_MAX)
+    if room_for_name(widths, width) < NAME_COMFORT:
+        del widths["MODEL"]
+    widths["NAME"] = max(min(widths["NAME"], room_for_name(widths, width)), len("NAME"))
+    return widths
+
+
+def room_for_name(widths: dict[str, int], width: int) -> int:
+    return width - (2 * len(widths) - 1) - sum(w for key, w in widths.items() if key != "NAME")
+
+
+def print_runs(runs: pd.DataFrame, console: Console | None = None) -> None:
+    """``tiller runs``: the rich table in a terminal, plain aligned text anywhere else."""
+    console = console or Console()
+    if runs.empty or not console.is_terminal:
+        console.file.write(runs_table(runs) + "\n")
+        return
+    console.print(runs_rich_table(runs, console.width))
 
 
 def run_details(store: Store, run_id: str, config_path: Path) -> dict[str, Any]:

@@ -73,10 +73,12 @@ class EpochObservations:
 
 StepHook = Callable[[int], None]  # called with the batch index before each batch (pause/stop)
 NonfiniteHook = Callable[[int, float], None]  # (batch index, loss) of a batch whose loss was NaN or inf
+StartHook = Callable[[int], None]  # called once with the epoch's number of batches (progress display)
 
 
 def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
-                    on_nonfinite: NonfiniteHook | None = None) -> tuple[dict, EpochObservations]:
+                    on_nonfinite: NonfiniteHook | None = None,
+                    on_start: StartHook | None = None) -> tuple[dict, EpochObservations]:
     """One epoch; a batch with a non-finite loss takes no step and goes to ``on_nonfinite`` (which may raise)."""
     # Edits apply between epochs, so the config is the same for every batch of this one.
     config, loss_sum, correct, seen = state.config, 0.0, 0, 0
@@ -87,6 +89,8 @@ def train_one_epoch(state: TrainingState, epoch: int, before_batch: StepHook,
     loader = train_loader(state.data, state.batch_size, config.seed, epoch, oversample=state.imbalance.oversample,
                           shard=(world.rank, world.size))
     batches = len(loader)
+    if on_start is not None:
+        on_start(batches)
     observed.sampler = type(loader.sampler).__name__
     weights = None if state.imbalance.loss_weights is None else state.imbalance.loss_weights.to(state.device)
     state.optimizer.zero_grad(set_to_none=True)

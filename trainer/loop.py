@@ -32,6 +32,7 @@ from trainer.introspect import effective_settings, write_state
 from trainer.job_steering import JobSteering, RanksDisagree
 from trainer.live_config import CONFIG_FILENAME, render_live_file, write_atomic
 from trainer.nonfinite import NonfiniteLoss, stop_message
+from trainer.progress import LineReporter, ProgressReporter, silent
 from trainer.state import TrainingState, build_state  # noqa: F401  (build_state re-exported for tests)
 from trainer.steer import Steering, StopRequested
 
@@ -55,9 +56,13 @@ def train(
     source: str = "cli",
     reason: str = "",
     say: Callable[[str], None] = print,
+    progress: ProgressReporter | None = None,
     world: World | None = None,
 ) -> str:
     """Train ``config`` as a new run in ``store``; returns the run id.
+
+    What it has to say goes to ``progress`` (``tiller train``'s live display),
+    or, without one, line by line to ``say``.
 
     Every process of a data-parallel job calls this with its ``world``: rank 0
     opens, steers and records the run (and returns its id), the others train
@@ -67,19 +72,20 @@ def train(
     config = world.broadcast(config)  # one config for the job, even if the ranks' files differ
     state = build_state(config, world)
     if not world.is_main:
-        run_epochs(state, None, lambda line: None)
+        run_epochs(state, None, silent())  # rank 0 speaks for the job
         return ""
+    progress = progress or LineReporter(say)
     with store.start_run(model=config.model_name, dataset=dataset_label(config), name=name) as run:
         config_path = run.dir / CONFIG_FILENAME
         write_atomic(config_path, render_live_file(config.model_dump()))
         run.config_version(config.model_dump(), source=source, reason=reason or "initial config", epoch=1)
         announce_start(run, state)
-        say(f"run {run.id}  (steer it by editing {config_path})")
-        run_epochs(state, run, say)
+        progress.say(f"run {run.id}  (steer it by editing {config_path})")
+        run_epochs(state, run, progress)
     return run.id
 
 
-def run_epochs(state: TrainingState, run: Run | None, say: Callable[[str], None], first_epoch: int = 1,
+def run_epochs(state: TrainingState, run: Run | None, progress: ProgressReporter, first_epoch: int = 1,
                before_first: Callable[[Path], None] | None = None) -> None:
     """Train ``run`` from ``first_epoch`` to its end, steered through its live config file.
 
@@ -90,12 +96,12 @@ def run_epochs(state: TrainingState, run: Run | None, say: Callable[[str], None]
     ``TrainingHalted``, which says how to go on.
     """
     if run is None:
-        EpochLoop(state, None, JobSteering(state.world, None), say).run_to_end(first_epoch)
+        EpochLoop(state, None, JobSteering(state.world, None), progress.say, progress).run_to_end(first_epoch)
         return
-    with Steering(run, state.config, say) as steering:
+    with Steering(run, state.config, progress.say) as steering:
         if before_first is not None:
             before_first(steering.path)
-        loop = EpochLoop(state, run, JobSteering(state.world, steering), say)
+        loop = EpochLoop(state, run, JobSteering(state.world, steering), progress.say, progress)
         try:
             loop.run_to_end(first_epoch)
         except (StoreWriteError, CheckpointWriteError) as exc:
@@ -153,8 +159,10 @@ def announce_start(run: Run, state: TrainingState) -> None:
 class EpochLoop:
     """One run's epochs in one process; ``run`` is ``None`` on the ranks of a job that only follow."""
 
-    def __init__(self, state: TrainingState, run: Run | None, steering: JobSteering, say: Callable[[str], None]):
+    def __init__(self, state: TrainingState, run: Run | None, steering: JobSteering, say: Callable[[str], None],
+                 progress: ProgressReporter | None = None):
         self.state, self.run, self.steering, self.say = state, run, steering, say
+        self.progress = progress or silent()  # ``say`` alone: the lines, and no display
         self.world = state.world
         self.observations = EpochObservations()
         self.last_probs = None
@@ -176,6 +184,7 @@ class EpochLoop:
             except StopRequested:
                 self.steering.stopped(epoch, f"; the last checkpoint is from epoch {epoch - 1}")
                 return
+            self.progress.validating()
             self.report_skipped_steps(epoch)
             metrics.update(self.evaluate())
             self.observe_plateau(epoch, metrics["val/loss"])
@@ -202,6 +211,7 @@ class EpochLoop:
         self.write_state(epoch)
         self.save_checkpoints(epoch, metrics)
         self.say(format_epoch(epoch, self.state.config.num_epochs, metrics))
+        self.progress.epoch_finished(epoch, metrics)
 
     def event(self, level: str, message: str, epoch: int | None = None) -> None:
         if self.run is not None:
@@ -226,7 +236,15 @@ class EpochLoop:
 
     def at_step_boundary(self, epoch: int, step: int) -> None:
         """Honour pause and stop requests between two optimizer steps (every rank at the same step)."""
+        self.progress.batches_done(step)
+        # Read here too (rank 0's watcher keeps it current) so the display says "paused"
+        # while at_step waits; a pause arriving between the two reads shows only as its line.
+        pausing = self.run is not None and self.steering.steering.control == "pause"
+        if pausing:
+            self.progress.paused(self.run.id)
         self.state.paused_seconds += self.steering.at_step(epoch, step)
+        if pausing:
+            self.progress.resumed()
 
     # ----------------------------------------------------------- data parallel
 
@@ -247,7 +265,8 @@ class EpochLoop:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         metrics, self.observations = train_one_epoch(
             self.state, epoch, lambda index: self.at_step_boundary(epoch, index),
-            lambda index, value: self.on_nonfinite_loss(epoch, index + 1, value))
+            lambda index, value: self.on_nonfinite_loss(epoch, index + 1, value),
+            on_start=lambda batches: self.progress.epoch_started(epoch, self.state.config.num_epochs, batches))
         return metrics
 
     # ------------------------------------------------------- non-finite loss

@@ -22,6 +22,7 @@ from trainer.checkpoint import checkpoint_path, load_checkpoint, restore_trainin
 from trainer.config import ConfigError, validate_config
 from trainer.live_config import request_control
 from trainer.loop import run_epochs
+from trainer.progress import LineReporter, ProgressReporter
 from trainer.state import TrainingState, build_state
 
 RESUMABLE = ("crashed", "failed", "stopped")
@@ -42,8 +43,13 @@ def check_resumable(record: dict) -> None:
         raise CannotResume(f"run {record['id']} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
 
 
-def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print) -> str:
-    """Continue ``run_id`` from its last checkpoint in this process; returns the run id."""
+def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print,
+           progress: ProgressReporter | None = None) -> str:
+    """Continue ``run_id`` from its last checkpoint in this process; returns the run id.
+
+    What it has to say goes to ``progress`` if given, else line by line to ``say``.
+    """
+    progress = progress or LineReporter(say)
     record = store.run(run_id)
     check_resumable(record)
     try:
@@ -61,10 +67,10 @@ def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print) -> 
                  else "the start (no epoch was checkpointed)")
         run.event("info", f"Resumed ({was} before) from {where}, on {state.device}; epochs {first_epoch}–"
                   f"{config.num_epochs} follow." + "".join(f" Note: {note}." for note in notes), first_epoch)
-        say(f"run {run_id} resumed at epoch {first_epoch}/{config.num_epochs} (steer it by editing "
+        progress.say(f"run {run_id} resumed at epoch {first_epoch}/{config.num_epochs} (steer it by editing "
             f"{run.dir / 'config.json'})")
         fallback = config.model_dump()
-        run_epochs(state, run, say, first_epoch,
+        run_epochs(state, run, progress, first_epoch,
                    before_first=lambda path: request_control(path, "run", fallback=fallback))
     return run_id
 
