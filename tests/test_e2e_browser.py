@@ -329,7 +329,7 @@ def test_a_user_watches_steers_pauses_and_asks_the_advisor_in_a_real_browser(dem
         no_exception(page)
         screenshot(page, shots, "advisor", clip_to=lambda p: (
             p.get_by_role("heading", name="Advisor").bounding_box()["y"] - 16,
-            p.get_by_role("heading", name="Adjustment reports").bounding_box()["y"] - 16))
+            p.get_by_role("heading", name="Adjustment reports").bounding_box()["y"] - 4))
 
         # --- Evaluation (the finished baseline) and Compare (both runs) render their main content.
         page.goto(f"{demo.url}/evaluation?run={mlp_id}")
