@@ -200,7 +200,8 @@ def show_runs_page(page, port: int, run_id: str, at_least_epoch: int, trainer: s
     while time.monotonic() < deadline:
         cells = [text.strip() for text in page.locator('[role="gridcell"]').all_text_contents()]
         epochs = [int(m.group(1)) for m in map(re.compile(r"^(\d+)/\d+$").match, cells) if m]
-        if run_id in cells and epochs and epochs[0] >= at_least_epoch:
+        # The id shows in the run column's link (a run without a name of its own has an empty name cell).
+        if any(run_id in cell for cell in cells) and epochs and epochs[0] >= at_least_epoch:
             return epochs[0]
         assert trainer.poll() is None, "the trainer exited while the dashboard loaded"
         time.sleep(0.25)
