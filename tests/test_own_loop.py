@@ -94,7 +94,8 @@ def test_an_edit_saved_in_the_live_file_is_handed_over_at_the_next_boundary(tmp_
     assert handed[2] == handed[3] == []
     store = Store(tmp_path)
     versions = store.config_versions(run.id)
-    assert list(versions["version"]) == [1, 2] and list(versions["epoch"]) == [1, 2]
+    # changes() came before epoch 1's log: the loop applies it in epoch 1, and it is recorded there
+    assert list(versions["version"]) == [1, 2] and list(versions["epoch"]) == [1, 1]
     assert list(versions["source"]) == ["api", "file"]
     assert store.current_config(run.id)["learning_rate"] == 0.05
     # run.config took the change at once, so the lr logged after it is already the new one
@@ -165,7 +166,12 @@ def test_a_stop_request_between_steps_ends_the_run_as_stopped_not_failed(tmp_pat
     assert record["status"] == "stopped" and record["epoch"] == 2
 
 
-def test_an_edit_made_while_paused_before_an_epoch_applies_to_that_epoch(tmp_path):
+@pytest.mark.parametrize(("takes_changes", "applied_from"), [
+    ("never", 2),         # run.config carries it from the boundary the pause held
+    ("before log", 2),    # handed over at the top of epoch 2, where the loop applies it
+    ("after log", 3),     # handed over after epoch 2's log: the loop applies it from epoch 3
+])
+def test_an_edit_made_while_paused_is_recorded_at_the_epoch_the_loop_applies_it(tmp_path, takes_changes, applied_from):
     def edit_while_paused_then_resume(run: tiller.SteeredRun) -> None:
         store = Store(tmp_path)
         deadline = time.monotonic() + 10
@@ -173,17 +179,26 @@ def test_an_edit_made_while_paused_before_an_epoch_applies_to_that_epoch(tmp_pat
             time.sleep(0.02)
         edit_live_file(run, learning_rate=0.05, control="run")
 
-    lr_used = {}
+    lr_used, lr = {}, None
     with start(tmp_path, num_epochs=3) as run:
+        lr = run.config.learning_rate
         for epoch in run.epochs():  # no run.step(): the pause can only be seen at the boundary
-            lr_used[epoch] = run.config.learning_rate
+            if takes_changes == "never":
+                lr = run.config.learning_rate
+            elif takes_changes == "before log":
+                lr = next((c.new for c in run.changes() if c.key == "learning_rate"), lr)
+            lr_used[epoch] = lr
+            run.log(train_loss=1.0, lr=lr)
             if epoch == 1:
                 edit_live_file(run, control="pause")
                 time.sleep(0.2)  # let the watcher see it before the boundary
                 threading.Thread(target=edit_while_paused_then_resume, args=(run,), daemon=True).start()
-            run.changes()
-    assert any(m == "Paused in epoch 2 before it starts." for m in messages(Store(tmp_path), run.id))
-    assert lr_used == {1: 0.01, 2: 0.05, 3: 0.05}
+            if takes_changes == "after log":
+                lr = next((c.new for c in run.changes() if c.key == "learning_rate"), lr)
+    store = Store(tmp_path)
+    assert "Paused in epoch 2 before it starts." in messages(store, run.id)
+    assert lr_used == {e: 0.01 if e < applied_from else 0.05 for e in (1, 2, 3)}
+    assert store.config_versions(run.id)["epoch"].tolist() == [1, applied_from]
 
 
 def test_logged_predictions_feed_the_evaluation_page(tmp_path):
@@ -337,9 +352,8 @@ def test_the_example_is_paused_steered_from_the_cli_and_resumed(start_example):
     example.wait_for(lambda: example.status() == "paused", "the pause")
     paused = next(m for m in messages(example.store, example.run_id) if m.startswith("Paused in epoch"))
     paused_in = int(re.match(r"Paused in epoch (\d+)", paused).group(1))
-    # Paused mid-epoch, that epoch ends on the old config; paused between epochs, the next starts on the new.
-    applies_at = paused_in if paused.endswith("before it starts.") else paused_in + 1
-    last = paused_in + 3
+    # The example takes changes after each epoch's log: the edit applies from the epoch after the paused one.
+    applies_at, last = paused_in + 1, paused_in + 3
 
     refused = tiller_cli(example.runs_dir, "set", example.run_id, "weight_decay=0.01")
     assert refused.returncode == 2

@@ -97,6 +97,8 @@ class SteeredRun:
         self.epoch = 0  # the epoch in progress, 0 before the first
         self._epoch_began = 0.0
         self._paused = 0.0  # seconds paused in the epoch in progress
+        self._hands_over = False  # the loop calls changes(): edits wait for it
+        self._logged_epoch = 0  # the last epoch log() wrote
         self._samples_recorded = False  # log_predictions: labels and class names go in once
 
     # ------------------------------------------------------------ lifecycle
@@ -152,8 +154,10 @@ class SteeredRun:
     def epochs(self) -> Iterator[int]:
         """1, 2, ... while ``config.num_epochs`` (re-read at every boundary) allows and nobody stops the run.
 
-        At each boundary the pending edit is taken (``changes`` hands it over) and a
-        pause request waits; a stop request ends the loop and the run as stopped.
+        At each boundary a pause request waits and a stop request ends the loop
+        and the run as stopped. A loop that never calls ``changes`` gets each edit
+        here, in ``run.config``; once it calls ``changes``, edits wait for that
+        call, so each is recorded at the epoch the loop really applies it.
         """
         epoch = 1
         while True:
@@ -162,7 +166,8 @@ class SteeredRun:
             except StopRequested:
                 self._live_steering().stopped(epoch - 1, where=between_epochs(epoch))
                 return
-            self._take(epoch)
+            if not self._hands_over:
+                self._take(epoch)
             if epoch > self.config.num_epochs:
                 return
             self.epoch, self._epoch_began = epoch, time.perf_counter()
@@ -177,11 +182,13 @@ class SteeredRun:
         self._paused += self._live_steering().at_step(max(self.epoch, 1), 0)
 
     def changes(self) -> list[Change]:
-        """Every change accepted since the last call: apply each before the next epoch trains.
+        """Every change accepted since the last call, validated and recorded: apply each now.
 
-        Takes the edit pending now, if any (validated, recorded at the next epoch).
+        Takes the edit pending now, if any. Called after the epoch's ``log``, its
+        changes are recorded at the next epoch; called before, at this one.
         """
-        self._take(self.epoch + 1)
+        self._hands_over = True
+        self._take(self.epoch + 1 if self._logged_epoch >= self.epoch else self.epoch)
         taken, self._queue = self._queue, []
         return taken
 
@@ -195,7 +202,9 @@ class SteeredRun:
         values = {**(metrics or {}), **{series_name(key): value for key, value in named.items()}}
         if "epoch_seconds" not in values and self._epoch_began:
             values["epoch_seconds"] = time.perf_counter() - self._epoch_began - self._paused
-        self._live_run().log(epoch or max(self.epoch, 1), values)
+        epoch = epoch or max(self.epoch, 1)
+        self._live_run().log(epoch, values)
+        self._logged_epoch = max(self._logged_epoch, epoch)
 
     def log_predictions(self, probs, labels, *, class_names: list[str] | None = None,
                         sample_ids: list[str] | None = None, epoch: int | None = None) -> None:
