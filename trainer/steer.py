@@ -96,9 +96,12 @@ class Steering:
 
     def commit(self, change: AcceptedChange, epoch: int, done: Iterable[str] = ()) -> int:
         """Record ``change``, made real by the loop before ``epoch`` (``done`` says how); its version."""
-        version = self.record(change, epoch)
+        # The file first, then the record: whoever waits for the new version (a person, a
+        # test) and saves the next edit then never has it overwritten by this rewrite.
+        self.config = change.config
         self.rewrite_file(self._taken)
         self._taken = None
+        version = self.record(change, epoch)
         self.write_report(version, epoch)
         summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in change.diff.items())
         why = f" ({change.note.reason})" if change.note.reason else ""
