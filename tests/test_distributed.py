@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from store import Store
-from tests.test_live_steering import epochs_logged, only_run, wait_for
+from tests.test_live_steering import epochs_logged, only_run, start_train_command, wait_for
 from trainer.checkpoint import checkpoint_path, load_checkpoint
 from trainer.data.loaders import ShardedWeightedSampler, slice_bounds, train_loader, val_loader
 from trainer.distributed import World, weights_fingerprint
@@ -30,12 +30,8 @@ JOB_TIMEOUT_S = 240
 
 
 def start_job(runs_dir: Path, *overrides: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), "--nproc", "2"]
-    for override in overrides:
-        command += ["--set", override]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # the test can end the whole job if it hangs
+    # A session of its own: the test can end the whole job if it hangs.
+    return start_train_command(runs_dir, overrides, "--nproc", "2", start_new_session=True)
 
 
 def tiller(runs_dir: Path, *argv: str) -> subprocess.CompletedProcess:

@@ -19,13 +19,19 @@ TIMEOUT_S = 120
 
 def start_trainer(runs_dir: Path, *overrides: str) -> subprocess.Popen:
     # batch_size=1 makes an epoch of the digits MLP last about a second: time to edit.
-    command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), "--set", "batch_size=1"]
+    return start_train_command(runs_dir, ("batch_size=1", *overrides))
+
+
+def start_train_command(runs_dir: Path, overrides, *options: str, **popen) -> subprocess.Popen:
+    """``tiller train --set <override> ... <options>`` in a child process, its output piped."""
+    command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), *options]
     for override in overrides:
         command += ["--set", override]
     # One thread: a tiny MLP gains nothing from more, and a loaded CI machine
     # slows an oversubscribed torch down many times over.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = TIMEOUT_S):

@@ -53,12 +53,17 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def ignore_termination() -> None:
+    """From now on SIGTERM does nothing: a failure being recorded is not cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def end_job_on_sigterm() -> None:
     """SIGTERM raises ``JobEnded`` once, so the run is recorded as failed; later ones are ignored so
     nothing cuts that recording short."""
 
     def end(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ignore_termination()
         raise JobEnded("torchrun ended this process: another process of the job failed (see torchrun's output "
                        "for which), or torchrun itself was stopped")
 

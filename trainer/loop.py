@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from trainer.appliers import apply_change
 from trainer.checkpoint import CheckpointWriteError, checkpoint_path, save_checkpoint, training_payload
 from trainer.config import TrainConfig
 from trainer.data import class_counts
-from trainer.distributed import PeerLost, World, weights_fingerprint
+from trainer.distributed import PeerLost, World, ignore_termination, weights_fingerprint
 from trainer.epoch import EpochObservations, train_one_epoch, validate
 from trainer.introspect import effective_settings, write_state
 from trainer.job_steering import JobSteering, RanksDisagree
@@ -98,7 +97,8 @@ def run_epochs(state: TrainingState, run: Run | None, progress: ProgressReporter
     if run is None:
         EpochLoop(state, None, JobSteering(state.world, None), progress.say, progress).run_to_end(first_epoch)
         return
-    with Steering(run, state.config, progress.say) as steering:
+    with Steering(run, state.config, progress.say, on_pause=lambda: progress.paused(run.id),
+                  on_resume=progress.resumed) as steering:
         if before_first is not None:
             before_first(steering.path)
         loop = EpochLoop(state, run, JobSteering(state.world, steering), progress.say, progress)
@@ -109,13 +109,9 @@ def run_epochs(state: TrainingState, run: Run | None, progress: ProgressReporter
         except PeerLost as exc:
             # torchrun ends the other processes next, this one included: the failure
             # must be recorded before a SIGTERM can cut the recording short.
-            ignore_termination()
+            ignore_termination()  # torchrun's SIGTERM
             raise PeerLost(f"{exc}\n  The run is recorded as failed; {kept_message(loop.checkpointed_epoch)} "
                            f"(in {run.dir}). Go on with: tiller resume {run.id}") from exc
-
-
-def ignore_termination() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def kept_message(checkpointed_epoch: int) -> str:
@@ -237,14 +233,7 @@ class EpochLoop:
     def at_step_boundary(self, epoch: int, step: int) -> None:
         """Honour pause and stop requests between two optimizer steps (every rank at the same step)."""
         self.progress.batches_done(step)
-        # Read here too (rank 0's watcher keeps it current) so the display says "paused"
-        # while at_step waits; a pause arriving between the two reads shows only as its line.
-        pausing = self.run is not None and self.steering.steering.control == "pause"
-        if pausing:
-            self.progress.paused(self.run.id)
         self.state.paused_seconds += self.steering.at_step(epoch, step)
-        if pausing:
-            self.progress.resumed()
 
     # ----------------------------------------------------------- data parallel
 

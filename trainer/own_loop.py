@@ -90,7 +90,7 @@ class SteeredRun:
     def __init__(self, store: Store, config: TrainConfig, steers: list[str], *, name: str | None, dataset: str,
                  reason: str, say: Callable[[str], None]):
         self.store, self.steers, self.say = store, steers, say
-        self._start = dict(config=config, name=name, dataset=dataset, reason=reason)
+        self.start_config, self.name, self.dataset, self.reason = config, name, dataset, reason
         self._run: Run | None = None
         self._steering: Steering | None = None
         self._queue: list[Change] = []
@@ -104,12 +104,12 @@ class SteeredRun:
     # ------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> "SteeredRun":
-        config = self._start["config"]
-        self._run = self.store.start_run(model=config.model_name, dataset=self._start["dataset"],
-                                         name=self._start["name"], hot_keys=self.steers).__enter__()
+        config = self.start_config
+        self._run = self.store.start_run(model=config.model_name, dataset=self.dataset, name=self.name,
+                                         hot_keys=self.steers).__enter__()
         try:
             write_atomic(self._run.dir / CONFIG_FILENAME, render_live_file(config.model_dump()))
-            self._run.config_version(config.model_dump(), source="api", reason=self._start["reason"], epoch=1)
+            self._run.config_version(config.model_dump(), source="api", reason=self.reason, epoch=1)
             self._run.event("info", f"Started {config.model_name} in its own training loop; it steers "
                                     f"{', '.join(self.steers) or 'nothing'}.")
             self._steering = Steering(self._run, config, self.say, hot_keys=self.steers).__enter__()

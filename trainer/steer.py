@@ -51,8 +51,11 @@ class Steering:
     """The live config of ``run``: watched while the block is open, reviewed at each boundary."""
 
     def __init__(self, run: Run, config: TrainConfig, say: Callable[[str], None] = print,
-                 hot_keys: Collection[str] | None = None):
+                 hot_keys: Collection[str] | None = None, on_pause: Callable[[], None] = lambda: None,
+                 on_resume: Callable[[], None] = lambda: None):
+        """``on_pause`` and ``on_resume`` tell a live display when the run starts and stops waiting."""
         self.run, self.config, self.say = run, config, say
+        self.on_pause, self.on_resume = on_pause, on_resume
         self.hot_keys = None if hot_keys is None else list(hot_keys)  # None: every hot key of TrainConfig
         self.path = run.dir / CONFIG_FILENAME
         self.watcher = ConfigWatcher(self.path)
@@ -178,11 +181,13 @@ class Steering:
         where = f"before step {step + 1}" if step >= 0 else "before it starts"
         self.run.event("info", f"Paused in epoch {epoch} {where}.", epoch)
         self.say(f"paused in epoch {epoch}")
+        self.on_pause()
 
     def resumed(self, epoch: int) -> None:
         self.run.set_status("running")
         self.run.event("info", f"Resumed in epoch {epoch}.", epoch)
         self.say("resumed")
+        self.on_resume()
 
     def stopped(self, epoch: int, detail: str = "", where: str = "") -> None:
         """The run ends on a stop request: recorded as ``stopped``; ``detail`` adds what was kept.
