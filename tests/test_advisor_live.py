@@ -73,6 +73,8 @@ def test_claude_advice_is_applied_at_the_next_epoch_with_a_report_and_the_key_go
                          f"## Metrics at this point (epoch {applied_at - 1})", "### Before", "### After",
                          "changed **1** parameter"):
             assert expected in report, expected
+        # The file is saved a moment before the store's row; wait for the row too.
+        wait_for(lambda: len(store.reports(run_id)) == 1, "the report is recorded", proc)
         (stored,) = store.reports(run_id).to_dict("records")
         assert stored["markdown"] == report and stored["version"] == 2
 
@@ -81,7 +83,8 @@ def test_claude_advice_is_applied_at_the_next_epoch_with_a_report_and_the_key_go
         wait_for(versions_with(store, run_id, 3), "the revert is applied", proc)
         reverted = store.config_versions(run_id).iloc[-1]
         assert reverted["diff"] == {"learning_rate": [0.0002, 0.001]} and reverted["change_id"] == "revert:v2"
-        assert (runs_dir / run_id / "reports" / "v003.md").exists()
+        # The report is written from the recorded version, so it follows the record by a moment.
+        wait_for((runs_dir / run_id / "reports" / "v003.md").exists, "the revert's report", proc)
     finally:
         output = stop(proc, config_path)
 
