@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, hyperparameter_charts
 from dashboard.display import run_labels, wait_for_first_run
 from dashboard.downsample import METHOD_NOTES
 from dashboard.eval_side_by_side import side_by_side
@@ -89,13 +89,13 @@ def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.
         return
     target = st.selectbox("Against the best", targets, format_func=lambda m: charts.metric_title(*m),
                           key="compare_target")
-    best = charts.best_values(metrics, *target).dropna()
+    best = hyperparameter_charts.best_values(metrics, *target).dropna()
     scored = [run_id for run_id in chosen if run_id in best.index and configs[run_id]]
     if len(scored) < 2:
         st.info(f"Fewer than two of the chosen runs have a {charts.metric_title(*target).lower()} and a "
                 "recorded config; pick runs that have validated at least once.")
         return
-    table = charts.hyperparameter_table({run_id: configs[run_id] for run_id in scored})
+    table = hyperparameter_charts.hyperparameter_table({run_id: configs[run_id] for run_id in scored})
     if table.columns.empty:
         st.info("The chosen runs share every numeric, true/false and choice setting, so there is nothing to "
                 "plot against the metric. Pick runs whose settings differ (the config differences below).")
@@ -103,7 +103,7 @@ def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.
     if len(scored) < len(chosen):
         st.caption(f"{len(chosen) - len(scored)} of the chosen runs are left out: no "
                    f"{charts.metric_title(*target).lower()} or no recorded config yet.")
-    st.plotly_chart(charts.parallel_figure(table, best, target), key="compare-parcoords", width="stretch")
+    st.plotly_chart(hyperparameter_charts.parallel_figure(table, best, target), key="compare-parcoords", width="stretch")
     st.caption("One line per run, brighter for better runs; drag along an axis to keep only the runs within a "
                "range. Settings that span 100× or more (learning rates) are on a log scale.")
     x_column, colour_column = st.columns(2)
@@ -111,7 +111,7 @@ def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.
     colour_options = [None] + [k for k in table.columns if k != key]
     colour_key = colour_column.selectbox("Colour by", colour_options, key="compare_scatter_colour",
                                          format_func=lambda k: "run (as on the curves)" if k is None else k)
-    st.plotly_chart(charts.hyperparameter_scatter(table, best, target, key, labels, colour_key),
+    st.plotly_chart(hyperparameter_charts.hyperparameter_scatter(table, best, target, key, labels, colour_key),
                     key="compare-scatter", width="stretch")
 
 
