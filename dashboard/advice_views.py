@@ -3,8 +3,10 @@
 An advice (``trainer.advisor.AdviceRecord``) is shown against what happened
 since: which of its suggestions the run has applied (config versions carry the
 change id ``<advice id>#<numbers>``), which are sent and waiting in the live
-config file, and which the checks refused. Only a valid suggestion the run
-does not already have can be ticked and applied.
+config file (by value: the file keeps one change note, the latest, however
+many edits wait in it), and which the checks refused. Only a valid suggestion the run
+does not already have can be ticked and applied: the others are listed apart,
+with no box to tick, saying what became of them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from trainer.advisor.service import split_change_id
 OFFLINE_ADVISOR = "the offline rule-based advisor"
 ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
 SUGGESTION_COLUMNS = ["apply", "#", "parameter", "current", "suggested", "reason", "status"]
+HANDLED_COLUMNS = ["sent", *SUGGESTION_COLUMNS[1:]]  # the same columns, with a read-only "was it sent" first
+# How an ended run's status reads after "the run": a change sent before it ended was never applied.
+ENDED_AS = {"finished": "finished", "failed": "failed", "stopped": "was stopped", "crashed": "crashed"}
 
 
 # ------------------------------------------------------------------- who answers
@@ -80,7 +85,8 @@ class SuggestionRow:
     suggested: str
     reason: str
     status: str
-    selectable: bool
+    selectable: bool  # valid and not in force: it can be ticked and sent
+    sent: bool = False  # sent to the run (waiting or applied)
 
 
 def change_ids(versions: pd.DataFrame) -> list[tuple[int, int, str]]:
@@ -106,57 +112,83 @@ def applied_in(versions: pd.DataFrame, advice_id: str) -> dict[int, tuple[int, i
     return applied
 
 
+def last_change(versions: pd.DataFrame, parameter: str) -> tuple[int, int, str] | None:
+    """(version, epoch, change id) of the latest config version that changed ``parameter``."""
+    for row in reversed(versions.to_dict("records")):
+        if parameter in (row.get("diff") or {}):
+            change_id = row.get("change_id")
+            return int(row["version"]), int(row["epoch"]), change_id if isinstance(change_id, str) else ""
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and type(a) is type(b)  # 1 is not True, 1.0 is not 1: the checks tell them apart
+
+
+def pending_status(run_status: str = "running", epochs_done: int | None = None) -> str:
+    """What a sent suggestion waiting in the live config file reads, by the run's status."""
+    if run_status == "finished":
+        return "✖ sent, never applied: the run finished first"
+    if run_status in ENDED_AS:
+        return f"⏳ sent, not applied yet: the run {ENDED_AS[run_status]}; `tiller resume` applies it"
+    if epochs_done is None:
+        return "⏳ sent, pending: applies at the next epoch boundary"
+    return f"⏳ sent, pending: applies once epoch {epochs_done + 1} finishes"
+
+
 def suggestion_rows(
     record: Any,
     config_now: Mapping[str, Any],
     versions: pd.DataFrame,
-    pending_change_id: str = "",
+    waiting: Mapping[str, Any] | None = None,
+    *,
+    run_status: str = "running",
+    epochs_done: int | None = None,
 ) -> list[SuggestionRow]:
     """Each suggestion of ``record`` with its status now and whether it may be ticked.
 
-    ``pending_change_id`` is the change id in the live config file (sent, maybe
-    not applied yet); ``config_now`` the config in force.
+    ``config_now`` is the config in force, ``versions`` its history; ``waiting`` the
+    values the live config file asks for that the run has not applied yet.
+    ``run_status`` and ``epochs_done`` say when a waiting suggestion applies.
     """
-    applied = applied_in(versions, record.id)
-    pending = numbers_of(pending_change_id, record.id)
+    waiting = waiting or {}
     rows = []
     for s in record.suggestions:
-        now = config_now.get(s.parameter)
-        in_force = s.parameter in config_now and now == s.suggested_value \
-            and type(now) is type(s.suggested_value)
-        selectable = False
+        in_force = s.parameter in config_now and _same(config_now[s.parameter], s.suggested_value)
+        change = last_change(versions, s.parameter)
+        selectable = sent = False
         if not s.ok:
             status = f"⛔ refused: {s.problem}"
-        elif s.number in applied and in_force:
-            version, epoch = applied[s.number]
-            status = f"✅ applied in v{version} (from epoch {epoch})"
-        elif s.number in pending and not in_force:
-            status = "⏳ sent: applies at the next epoch boundary"
+        elif in_force and change and split_change_id(change[2])[0] == record.id:
+            # Sent alone or with others of this advice: the version records the last sending's numbers.
+            status, sent = f"✅ applied as v{change[0]}, in force from epoch {change[1]}", True
+        elif s.parameter in waiting and _same(waiting[s.parameter], s.suggested_value):
+            status, sent = pending_status(run_status, epochs_done), True
         elif in_force:
-            status = "already in force"
+            status = "already the run's value: nothing to send"
         else:
             selectable = True
+            applied = applied_in(versions, record.id)
             if s.number in applied:
-                version, _ = applied[s.number]
-                status = f"applied in v{version}, changed since: can be sent again"
+                status = f"applied as v{applied[s.number][0]}, changed since: can be sent again"
             else:
                 status = "valid"
+            now = config_now.get(s.parameter)
             if s.parameter in config_now and now != s.current_value:
                 status += f" · the run has {value_text(now)} now"
             status += "".join(f" · note: {note}" for note in s.notes)
         rows.append(SuggestionRow(
             number=s.number, parameter=s.parameter, current=value_text(s.current_value),
             suggested=value_text(s.suggested_value), reason=s.reason, status=status, selectable=selectable,
+            sent=sent,
         ))
     return rows
 
 
-def suggestions_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
-    """The editor's table: an unticked ``apply`` box per suggestion, then what it says."""
-    rows = list(rows)
+def _table(first: str, ticks: list[bool], rows: list[SuggestionRow]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "apply": [False] * len(rows),
+            first: ticks,
             "#": [r.number for r in rows],
             "parameter": [r.parameter for r in rows],
             "current": [r.current for r in rows],
@@ -164,16 +196,27 @@ def suggestions_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
             "reason": [r.reason for r in rows],
             "status": [r.status for r in rows],
         },
-        columns=SUGGESTION_COLUMNS,
+        columns=[first, *SUGGESTION_COLUMNS[1:]],
     )
 
 
-def ticked(rows: list[SuggestionRow], edited: pd.DataFrame) -> tuple[list[int], list[SuggestionRow]]:
-    """The numbers to apply, and the ticked rows that cannot be applied (their ticks are ignored)."""
+def suggestions_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
+    """The editor's table of the suggestions that can be sent: an unticked ``apply`` box each."""
+    rows = [r for r in rows if r.selectable]
+    return _table("apply", [False] * len(rows), rows)
+
+
+def handled_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
+    """The suggestions that cannot be ticked (sent, applied, refused, already in force), read-only:
+    ``sent`` says whether each went to the run, ``status`` what became of it."""
+    rows = [r for r in rows if not r.selectable]
+    return _table("sent", [r.sent for r in rows], rows)
+
+
+def ticked(rows: list[SuggestionRow], edited: pd.DataFrame) -> list[int]:
+    """The numbers ticked in the editor's ``edited`` table that can be sent (in ``rows``' order)."""
     ticks = {int(n) for n, tick in zip(edited["#"], edited["apply"]) if bool(tick)}
-    chosen = [r.number for r in rows if r.number in ticks and r.selectable]
-    ignored = [r for r in rows if r.number in ticks and not r.selectable]
-    return chosen, ignored
+    return [r.number for r in rows if r.number in ticks and r.selectable]
 
 
 def sent_text(record: Any, numbers: Iterable[int], updates: Mapping[str, Any]) -> str:
@@ -193,7 +236,8 @@ def earlier_advice_table(records: Iterable[Any], versions: pd.DataFrame, tz_name
         applied = applied_in(versions, record.id)
         parts = []
         for s in record.suggestions:
-            fate = "refused" if not s.ok else (f"applied v{applied[s.number][0]}" if s.number in applied else "not applied")
+            fate = "refused" if not s.ok else (f"applied as v{applied[s.number][0]}" if s.number in applied
+                                               else "not applied")
             parts.append(f"#{s.number} {s.parameter} → {value_text(s.suggested_value)} ({fate})")
         lines.append({
             "asked": local_time(record.time, tz_name),

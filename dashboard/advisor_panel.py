@@ -25,25 +25,27 @@ from dashboard.display import (
 )
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor import llm
-from trainer.live_config import pending_edit, read_live_file, request_change
+from trainer.live_config import pending_edit, request_change
 
 EARLIER_SHOWN = 50
 REPORTS_SHOWN = 20
-MESSAGE_KEEP_S = 60.0
-ROW_HEIGHT = 78  # three lines: a reason is a sentence or two, and wraps  # how long a message stays in a part of the page that redraws itself
+MESSAGE_KEEP_S = 60.0  # how long a message stays in a part of the page that redraws itself
+ROW_HEIGHT = 78  # three lines: a reason is a sentence or two, and wraps
+# Fixed widths (px, they fill the advice box at 1280 px), the same in both suggestion tables:
+# the read-only one above and the editor below then line up as one table.
+COLUMN_WIDTHS = {"apply": 86, "sent": 86, "#": 44, "parameter": 150, "current": 90, "suggested": 90,
+                 "reason": 400, "status": 228}
 
 
 def _records(run_id: str) -> list[AdviceRecord]:
     return [AdviceRecord.from_row(row) for row in data.advice(run_id).to_dict("records")]
 
 
-def _pending_change_id(run_id: str, config: Mapping[str, Any]) -> str:
-    """The change id written in the live config file, if an edit waits there."""
-    try:
-        live = read_live_file(data.live_config_path(run_id))
-    except Exception:  # missing or unreadable: the pending-edit panel says why
-        return ""
-    return live.note.id if live.note is not None else ""
+def _waiting_values(run_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The values the live config file asks for that the run has not applied yet."""
+    # An unreadable file waits for nothing here; the run page's pending-edit panel says why.
+    pending = pending_edit(data.live_config_path(run_id), config) or {}
+    return {key: new for key, (_, new) in (pending.get("changes") or {}).items()}
 
 
 def _flash(key: str, kind: str | None = None, text: str = "", *, keep_s: float = 0.0) -> None:
@@ -155,35 +157,60 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
         if not record.suggestions:
             st.caption("No suggestions: the advisor sees nothing to change now.")
             return
-        rows = views.suggestion_rows(record, config, versions, _pending_change_id(run_id, config))
-        generation = st.session_state.get(f"apply-generation-{record.id}", 0)
-        edited = st.data_editor(
-            views.suggestions_table(rows), key=f"advice-{record.id}-{generation}", hide_index=True,
-            width="stretch", disabled=views.SUGGESTION_COLUMNS[1:], row_height=ROW_HEIGHT,
-            column_config={
-                "apply": st.column_config.CheckboxColumn(
-                    "apply", width="small", help="Tick the suggestions to send; refused ones cannot be applied."),
-                "#": st.column_config.NumberColumn("#", width="small"),
-                "reason": st.column_config.TextColumn("reason", width="large"),
-                "status": st.column_config.TextColumn("status", width="medium"),
-            },
-        )
-        chosen, ignored = views.ticked(rows, edited)
-        for row in ignored:
-            st.warning(f"#{row.number} {md_escape(row.parameter)} cannot be applied ({md_escape(row.status)}); "
-                       "its tick is ignored.")
-        ended = ended_explanation(run.get("status", ""), run_id)
-        clicked = st.button("Apply selected at next epoch", type="primary", key=f"apply-{record.id}",
-                            disabled=bool(ended) or not chosen)
-        if ended:
-            st.caption(f"{ended} Applying is off; asking still works, as advice on an ended run is still "
-                       "worth reading.")
-        elif not chosen:
-            st.caption("Tick the suggestions to apply. They go to the run's live config file with source llm "
-                       "and take effect at the next epoch boundary.")
-        if clicked:
-            apply_now(run_id, record, chosen)
+        rows = views.suggestion_rows(record, config, versions, _waiting_values(run_id, config),
+                                     run_status=run.get("status", ""), epochs_done=epochs_done(run) if run else None)
+        handled_suggestions(views.handled_table(rows))
+        open_rows = [r for r in rows if r.selectable]
+        if open_rows:
+            apply_form(run_id, record, run, open_rows)
+        else:
+            st.caption("Every suggestion of this advice is sent, applied or cannot be applied; ask again for "
+                       "new advice once the run has trained on.")
         _flash(f"apply-message-{record.id}", keep_s=MESSAGE_KEEP_S)
+
+
+def _column_config(first: str, help_text: str) -> dict[str, Any]:
+    return {
+        first: st.column_config.CheckboxColumn(first, width=COLUMN_WIDTHS[first], help=help_text),
+        "#": st.column_config.NumberColumn("#", width=COLUMN_WIDTHS["#"]),
+        **{name: st.column_config.TextColumn(name, width=COLUMN_WIDTHS[name])
+           for name in ("parameter", "current", "suggested", "reason", "status")},
+    }
+
+
+def handled_suggestions(table: pd.DataFrame) -> None:
+    """The suggestions that cannot be ticked, read-only: sent (waiting or applied), refused, in force.
+    Above the editor, so the table of what can still be sent stays where the ticking happens."""
+    if table.empty:
+        return
+    st.dataframe(table, hide_index=True, width="stretch", row_height=ROW_HEIGHT,
+                 column_config=_column_config("sent", "Sent to the run: its status says whether it is applied yet."))
+
+
+def apply_form(run_id: str, record: AdviceRecord, run: Mapping[str, Any], rows: list[views.SuggestionRow]) -> None:
+    """The suggestions that can be sent, each with a box to tick, and the button that sends them."""
+    ended = ended_explanation(run.get("status", ""), run_id)
+    generation = st.session_state.get(f"apply-generation-{record.id}", 0)
+    # The rows in the key: ticks are kept by row position, so when a suggestion leaves or
+    # rejoins this table (sent, or sent again elsewhere) the editor starts afresh rather
+    # than carry a tick onto a neighbour.
+    numbers = "_".join(str(r.number) for r in rows)
+    edited = st.data_editor(
+        views.suggestions_table(rows), key=f"advice-{record.id}-{generation}-{numbers}", hide_index=True,
+        width="stretch", disabled=True if ended else views.SUGGESTION_COLUMNS[1:], row_height=ROW_HEIGHT,
+        column_config=_column_config("apply", "Tick the suggestions to send to the run."),
+    )
+    chosen = views.ticked(rows, edited)
+    clicked = st.button("Apply selected at next epoch", type="primary", key=f"apply-{record.id}",
+                        disabled=bool(ended) or not chosen)
+    if ended:
+        st.caption(f"{ended} Applying is off; asking still works, as advice on an ended run is still "
+                   "worth reading.")
+    elif not chosen:
+        st.caption("Tick the suggestions to apply. They go to the run's live config file with source llm "
+                   "and take effect at the next epoch boundary.")
+    if clicked and chosen and not ended:
+        apply_now(run_id, record, chosen)
 
 
 def apply_now(run_id: str, record: AdviceRecord, numbers: list[int]) -> None:
@@ -193,10 +220,12 @@ def apply_now(run_id: str, record: AdviceRecord, numbers: list[int]) -> None:
         st.error(f"Nothing applied: {md_escape(exc)}")
         return
     run = data.fresh_run_record(run_id)  # the epoch now, for the message
+    # Worded to stay true while it shows: the status column above follows the change.
     _flash(f"apply-message-{record.id}", "success",
-           f"Sent {md_escape(views.sent_text(record, numbers, updates))}. It applies at the next epoch boundary, "
-           f"once epoch {epochs_done(run) + 1} finishes, and its report then appears under Adjustment reports.")
-    # A fresh editor: the sent rows now read "sent", and their ticks are gone.
+           f"Sent {md_escape(views.sent_text(record, numbers, updates))}. It applies at the next epoch boundary "
+           f"(once epoch {epochs_done(run) + 1} finishes); its status above says when, and its report then "
+           "appears under Adjustment reports.")
+    # A fresh editor: the sent rows move to the table above, and no tick is left behind.
     st.session_state[f"apply-generation-{record.id}"] = st.session_state.get(f"apply-generation-{record.id}", 0) + 1
     st.rerun()
 

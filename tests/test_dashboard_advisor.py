@@ -69,9 +69,20 @@ def ask_on_page(at: AppTest, question: str = "") -> AppTest:
     return button(at, "Ask for suggestions").click().run()
 
 
+def editor(at: AppTest, record_id: str):
+    """The advice's editor: the suggestions that can still be ticked (its key names its rows)."""
+    [found] = [e for e in at.data_editor if e.key.startswith(f"advice-{record_id}-")]
+    return found
+
+
+def handled(at: AppTest) -> pd.DataFrame:
+    """The read-only table of the suggestions that cannot be ticked (sent, applied, refused)."""
+    return next(d.value for d in at.dataframe if "sent" in d.value.columns)
+
+
 def tick(at: AppTest, record_id: str, rows: list[int]) -> AppTest:
-    """Tick the apply box of the given rows (0-based) in the advice's table, as a browser would."""
-    at.session_state[f"advice-{record_id}-0"] = {
+    """Tick the apply box of the given rows (0-based) in the advice's editor, as a browser would."""
+    at.session_state[editor(at, record_id).key] = {
         "edited_rows": {row: {"apply": True} for row in rows}, "added_rows": [], "deleted_rows": [],
     }
     return at.run()
@@ -112,11 +123,12 @@ def test_ask_offline_shows_the_analysis_and_the_suggestions(runs_store):
     assert record["question"] == "why does val loss climb?"
     shown = texts(at.markdown)
     assert "**Overfitting**" in shown and "why does val loss climb?" in shown and "after epoch 6" in shown
-    table = at.data_editor(key=f"advice-{record['id']}-0").value
+    table = editor(at, record["id"]).value
     assert list(table.columns) == views.SUGGESTION_COLUMNS
     assert list(table["parameter"]) == [s["parameter"] for s in record["suggestions"]]
     assert len(table) >= 2 and set(table["status"]) == {"valid"}
     assert not table["apply"].any()  # nothing is ticked for the user
+    assert not [d for d in at.dataframe if "sent" in d.value.columns]  # nothing is sent or refused yet
     assert button(at, "Apply selected at next epoch").disabled  # until something is ticked
     # A reload (a new session) reads the same advice back from the store.
     again = run_page(RUN)
@@ -136,39 +148,66 @@ def test_apply_selected_writes_the_llm_change_with_its_id(runs_store):
     assert live[skipped.parameter] == config[skipped.parameter]  # not ticked, not sent
     assert live["_change"]["source"] == "llm" and live["_change"]["id"] == f"{record.id}#2"
     assert f"as change {record.id}#2 (source llm)" in texts(at.success)
-    # The table now says the suggestion is on its way, and its tick is gone.
-    table = at.data_editor(key=f"advice-{record.id}-1").value
-    assert table["status"].tolist()[:2] == ["valid", "⏳ sent: applies at the next epoch boundary"]
+    # The sent suggestion leaves the editor: it reads pending, with no box to tick again.
+    sent = handled(at)
+    assert sent[["sent", "#", "parameter"]].values.tolist() == [[True, 2, chosen.parameter]]
+    assert sent["status"].tolist() == ["⏳ sent, pending: applies once epoch 7 finishes"]
+    table = editor(at, record.id).value
+    assert 2 not in table["#"].tolist() and 1 in table["#"].tolist()
     assert not table["apply"].any()
-    # Once the trainer applies it, the suggestion reads applied, with its version.
+    # Once the trainer applies it, the suggestion reads applied, with its version and epoch.
     runs_store.add_config_version(RUN, {**config, chosen.parameter: chosen.suggested_value},
                                   source="llm", reason="advice", epoch=7, change_id=f"{record.id}#2")
     st.cache_data.clear()
     later = run_page(RUN)
-    status = later.data_editor(key=f"advice-{record.id}-0").value["status"].tolist()
-    assert status[:2] == ["valid", "✅ applied in v2 (from epoch 7)"]
+    assert handled(later)["status"].tolist() == ["✅ applied as v2, in force from epoch 7"]
+    assert 2 not in editor(later, record.id).value["#"].tolist()
     history = next(d.value for d in later.dataframe if "request" in d.value.columns)
     assert history["request"].tolist()[0] == f"{record.id}#2"
+
+
+def test_a_sent_suggestion_cannot_be_ticked_and_sent_again(runs_store):
+    seed_overfitting_run(runs_store)
+    at = ask_on_page(run_page(RUN))
+    [record] = [AdviceRecord.from_row(r) for r in runs_store.advice(RUN).to_dict("records")]
+    tick(at, record.id, [1])
+    button(at, "Apply selected at next epoch").click().run()
+    assert written(runs_store)["_change"]["id"] == f"{record.id}#2"
+    # Tick everything the editor still offers and send it: #2 is not among it.
+    others = editor(at, record.id).value["#"].tolist()
+    assert 2 not in others and others
+    tick(at, record.id, list(range(len(others))))
+    button(at, "Apply selected at next epoch").click().run()
+    assert not at.exception
+    assert written(runs_store)["_change"]["id"] == f"{record.id}#{','.join(map(str, others))}"
 
 
 def test_a_refused_suggestion_cannot_be_applied(runs_store):
     config = seed_overfitting_run(runs_store)
     record = ask(runs_store, RUN, advisor=FakeAdvisor())
-    before = live_file(runs_store, RUN).read_bytes()
     at = run_page(RUN)
-    table = at.data_editor(key=f"advice-{record.id}-0").value
-    assert table["status"][0].startswith("⛔ refused: model_name: fixed for the life of the run")
+    # The refused suggestion is listed with why, and has no box to tick.
+    refused = handled(at)
+    assert refused["#"].tolist() == [1] and refused["sent"].tolist() == [False]
+    assert refused["status"][0].startswith("⛔ refused: model_name: fixed for the life of the run")
+    assert editor(at, record.id).value["#"].tolist() == [2]
     tick(at, record.id, [0])
-    assert "#1 model\\_name cannot be applied" in "\n".join(str(w.value) for w in at.warning)
-    assert button(at, "Apply selected at next epoch").disabled
-    assert live_file(runs_store, RUN).read_bytes() == before
-    # Ticked together with a valid one, only the valid one is sent.
-    tick(at, record.id, [0, 1])
     button(at, "Apply selected at next epoch").click().run()
     assert not at.exception
     live = written(runs_store)
     assert live["model_name"] == config["model_name"] and live["learning_rate"] == 0.0005
     assert live["_change"]["id"] == f"{record.id}#2"
+
+
+def test_with_every_suggestion_handled_there_is_nothing_to_tick(runs_store):
+    seed_overfitting_run(runs_store)
+    record = ask(runs_store, RUN, advisor=FakeAdvisor())
+    at = tick(run_page(RUN), record.id, [0])
+    button(at, "Apply selected at next epoch").click().run()
+    assert not at.exception
+    assert not [e for e in at.data_editor if e.key.startswith(f"advice-{record.id}-")]
+    assert not [b for b in at.button if b.label == "Apply selected at next epoch"]
+    assert "Every suggestion of this advice is sent, applied or cannot be applied" in texts(at.caption)
 
 
 def free_port() -> int:
@@ -225,6 +264,7 @@ def test_an_ended_run_can_be_asked_about_but_not_changed(runs_store):
     at = ask_on_page(run_page(RUN))
     assert not at.exception
     [record] = [AdviceRecord.from_row(r) for r in runs_store.advice(RUN).to_dict("records")]
+    assert editor(at, record.id).proto.disabled  # no box can be ticked
     tick(at, record.id, [0])
     assert button(at, "Apply selected at next epoch").disabled
     assert "Applying is off; asking still works" in texts(at.caption)
@@ -337,7 +377,9 @@ def record_of(*suggestions, advice_id="adv_20260101_000000_abcd"):
 
 
 def versions_of(*rows):
-    return pd.DataFrame([{"version": v, "epoch": e, "change_id": c} for v, e, c in rows])
+    """Config versions from (version, epoch, change id, diff) rows, as ``Store.config_versions`` has them."""
+    return pd.DataFrame([{"version": v, "epoch": e, "change_id": c, "diff": d} for v, e, c, d in rows],
+                        columns=["version", "epoch", "change_id", "diff"])
 
 
 def test_suggestion_rows_say_what_became_of_each_suggestion():
@@ -348,25 +390,63 @@ def test_suggestion_rows_say_what_became_of_each_suggestion():
         suggestion(4, "weight_decay", 0.0, 0.0001),
         suggestion(5, "batch_size", 32, 64, notes=["the advisor gave the current value as 16; it is 32"]),
         suggestion(6, "num_epochs", 20, 30),
+        suggestion(7, "gradient_clipping", False, True),
     )
     config = {"learning_rate": 0.0003, "model_name": "mlp", "dropout_rate": 0.2, "weight_decay": 0.0001,
-              "batch_size": 32, "num_epochs": 25}
-    versions = versions_of((1, 1, ""), (2, 7, f"{record.id}#1"), (3, 8, "revert:v2"))
-    rows = views.suggestion_rows(record, config, versions, pending_change_id=f"{record.id}#3")
-    status = {r.number: (r.status, r.selectable) for r in rows}
-    assert status[1] == ("✅ applied in v2 (from epoch 7)", False)
-    assert status[2] == ("⛔ refused: model_name: fixed for the life of the run", False)
-    assert status[3] == ("⏳ sent: applies at the next epoch boundary", False)
-    assert status[4] == ("already in force", False)
-    assert status[5] == ("valid · note: the advisor gave the current value as 16; it is 32", True)
-    assert status[6] == ("valid · the run has 25 now", True)
+              "batch_size": 32, "num_epochs": 25, "gradient_clipping": True}
+    versions = versions_of(
+        (1, 1, "", {}),
+        # #7 was sent, then #1 before the boundary: the file's note (and the version) names #1 only.
+        (2, 7, f"{record.id}#1", {"learning_rate": [0.001, 0.0003], "gradient_clipping": [False, True]}),
+        (3, 8, "", {"weight_decay": [0.0, 0.0001]}),  # set by hand to what #4 suggests
+        (4, 8, "", {"num_epochs": [20, 25]}),
+    )
+    rows = views.suggestion_rows(record, config, versions, {"dropout_rate": 0.3}, epochs_done=8)
+    status = {r.number: (r.status, r.selectable, r.sent) for r in rows}
+    assert status[1] == status[7] == ("✅ applied as v2, in force from epoch 7", False, True)
+    assert status[2] == ("⛔ refused: model_name: fixed for the life of the run", False, False)
+    assert status[3] == ("⏳ sent, pending: applies once epoch 9 finishes", False, True)
+    assert status[4] == ("already the run's value: nothing to send", False, False)
+    assert status[5] == ("valid · note: the advisor gave the current value as 16; it is 32", True, False)
+    assert status[6] == ("valid · the run has 25 now", True, False)
+    # The editor offers the two that can be sent; the others are listed apart, read-only.
+    assert views.suggestions_table(rows)["#"].tolist() == [5, 6]
+    assert views.handled_table(rows)[["sent", "#"]].values.tolist() == [[True, 1], [False, 2], [True, 3],
+                                                                         [False, 4], [True, 7]]
+
+
+def test_a_suggestion_waiting_under_another_change_note_reads_sent():
+    """Sending #2 after #1 rewrites the file's note to #2; #1's value still waits there, so it reads sent."""
+    record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003), suggestion(2, "dropout_rate", 0.2, 0.3))
+    rows = views.suggestion_rows(record, {"learning_rate": 0.001, "dropout_rate": 0.2}, versions_of(),
+                                 {"learning_rate": 0.0003, "dropout_rate": 0.3}, epochs_done=3)
+    assert [(r.status, r.selectable) for r in rows] == [("⏳ sent, pending: applies once epoch 4 finishes", False)] * 2
+    # A different value waiting (typed in the Steer form) is not this suggestion: it can still be sent.
+    [row] = views.suggestion_rows(record_of(suggestion(1, "learning_rate", 0.001, 0.0003)),
+                                  {"learning_rate": 0.001}, versions_of(), {"learning_rate": 0.01})
+    assert row.selectable
+
+
+@pytest.mark.parametrize("status, epochs, text", [
+    ("running", 4, "⏳ sent, pending: applies once epoch 5 finishes"),
+    ("paused", None, "⏳ sent, pending: applies at the next epoch boundary"),
+    ("stopped", 4, "⏳ sent, not applied yet: the run was stopped; `tiller resume` applies it"),
+    ("crashed", 4, "⏳ sent, not applied yet: the run crashed; `tiller resume` applies it"),
+    ("finished", 4, "✖ sent, never applied: the run finished first"),
+])
+def test_a_sent_suggestion_says_when_it_applies(status, epochs, text):
+    record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003))
+    [row] = views.suggestion_rows(record, {"learning_rate": 0.001}, versions_of(), {"learning_rate": 0.0003},
+                                  run_status=status, epochs_done=epochs)
+    assert (row.status, row.selectable, row.sent) == (text, False, True)
 
 
 def test_an_applied_suggestion_that_was_reverted_can_be_sent_again():
     record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003))
-    versions = versions_of((1, 1, ""), (2, 7, f"{record.id}#1"), (3, 9, "revert:v2"))
+    versions = versions_of((1, 1, "", {}), (2, 7, f"{record.id}#1", {"learning_rate": [0.001, 0.0003]}),
+                           (3, 9, "revert:v2", {"learning_rate": [0.0003, 0.001]}))
     [row] = views.suggestion_rows(record, {"learning_rate": 0.001}, versions)
-    assert row.selectable and row.status.startswith("applied in v2, changed since")
+    assert row.selectable and row.status.startswith("applied as v2, changed since")
 
 
 def test_the_same_value_of_another_type_is_not_in_force():
@@ -375,15 +455,18 @@ def test_the_same_value_of_another_type_is_not_in_force():
     assert row.selectable  # 1 is not True: the checks will judge it
 
 
-def test_ticked_ignores_rows_that_cannot_be_applied():
+def test_ticked_takes_only_rows_that_can_be_applied():
     record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003),
                        suggestion(2, "model_name", "mlp", "x", problem="fixed"),
                        suggestion(3, "dropout_rate", 0.2, 0.3))
     rows = views.suggestion_rows(record, {"learning_rate": 0.001, "dropout_rate": 0.2}, versions_of())
-    edited = views.suggestions_table(rows).assign(apply=[True, True, False])
-    chosen, ignored = views.ticked(rows, edited)
-    assert chosen == [1] and [r.number for r in ignored] == [2]
-    assert views.ticked(rows, views.suggestions_table(rows)) == ([], [])
+    table = views.suggestions_table(rows)
+    assert table["#"].tolist() == [1, 3]
+    assert views.ticked(rows, table.assign(apply=[True, False])) == [1]
+    assert views.ticked(rows, table) == []
+    # A tick on a number that cannot be applied (a stale table) is never taken.
+    stale = pd.DataFrame({"#": [2, 3], "apply": [True, True]})
+    assert views.ticked(rows, stale) == [3]
 
 
 def test_numbers_of_reads_only_its_own_advice():
@@ -427,8 +510,8 @@ def test_autopilot_text():
 def test_earlier_advice_table_says_what_became_of_each():
     record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003),
                        suggestion(2, "model_name", "mlp", "x", problem="fixed"))
-    table = views.earlier_advice_table([record], versions_of((2, 7, f"{record.id}#1")))
-    assert table["suggestions"][0] == '#1 learning_rate → 0.0003 (applied v2); #2 model_name → "x" (refused)'
+    table = views.earlier_advice_table([record], versions_of((2, 7, f"{record.id}#1", {})))
+    assert table["suggestions"][0] == '#1 learning_rate → 0.0003 (applied as v2); #2 model_name → "x" (refused)'
     assert table["asked from"][0] == "the dashboard"
 
 
