@@ -3,11 +3,18 @@
 As in ``charts``: no fonts or template fixed, transparent backgrounds, and traces in
 the template's colorway, so the figures follow Streamlit's light or dark theme.
 Class names go on category axes: names such as "0" .. "9" would otherwise turn
-into a numeric axis with ticks at 2.5.
+into a numeric axis with ticks at 2.5. Ticks and legends show them cut to
+``LABEL_COLUMNS`` (one long name would otherwise squeeze the plot to a sliver);
+hovers show them whole. Heatmaps take the theme's sequential colours (Streamlit
+gives light blues to dark on a light page, dark to light on a dark one), so an
+empty cell fades into the page instead of glaring white on a dark one.
 """
 
 from __future__ import annotations
 
+import html
+import math
+import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -16,9 +23,66 @@ import plotly.graph_objects as go
 
 from dashboard.eval_metrics import MICRO, RATE_NAMES, BinaryOutcome, Curve
 
+COLORWAY_SIZE = 10  # Streamlit's categorical chart colours, in light and dark alike
 REFERENCE_GREY = "rgba(128, 128, 128, 0.8)"  # chance and perfect-calibration lines, on light and dark pages
 SQUARE_PX = 460  # curves on [0, 1] x [0, 1] read best near square
 HEATMAP_MIN_PX, HEATMAP_ROW_PX = 380, 34  # grows with classes so each cell keeps room for its number
+LABEL_COLUMNS = 24  # tick and legend labels, in columns (a Chinese character or an emoji takes two)
+LABEL_COLUMN_PX = 7  # about one column of tick text: the room a turned tick label takes below the plot
+LEGEND_INSIDE_MAX = 7  # more curves than this: the legend goes under the plot, where it covers none
+LEGEND_ROW_PX, LEGEND_PER_ROW = 22, 2
+CLASS_AXIS_PX = 400  # about the width of a class axis in half the page: more tick text than this is turned
+TURNED_TICK_DEGREES = -45  # crowded names then stand apart; at -30 neighbours touch
+
+
+def _columns(char: str) -> int:
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def text_columns(text: str) -> int:
+    """How many columns ``text`` takes in a proportional UI font, roughly: wide scripts count two."""
+    return sum(_columns(char) for char in text)
+
+
+def short_label(name: object, columns: int = LABEL_COLUMNS) -> str:
+    """``name`` cut to about ``columns`` columns with an ellipsis, as plain text."""
+    text = str(name)
+    if text_columns(text) <= columns:
+        return text
+    kept, used = [], 1  # the ellipsis takes one
+    for char in text:
+        used += _columns(char)
+        if used > columns:
+            break
+        kept.append(char)
+    return "".join(kept).rstrip() + "…"
+
+
+def class_label(name: object) -> str:
+    """A class name as a tick or legend label: cut short, and escaped, since Plotly reads
+    labels as HTML and a name such as "<unk>" would vanish."""
+    return html.escape(short_label(name))
+
+
+def _class_axis(names: Sequence[str]) -> dict:
+    """A category axis of class names: each tick the short label of its name. The values stay the
+    full names, so a hover's %{x} or %{y} names the class in full."""
+    return dict(type="category", tickmode="array", tickvals=list(names), ticktext=[class_label(n) for n in names])
+
+
+def _class_x_axis(names: Sequence[str]) -> dict:
+    """``_class_axis`` along the bottom, its ticks turned when they would not fit side by side.
+
+    Plotly turns crowded ticks by itself, but not always when they are set by ``ticktext``:
+    long names then run into each other.
+    """
+    crowded = len(names) * _tick_room(names) > CLASS_AXIS_PX
+    return dict(_class_axis(names), tickangle=TURNED_TICK_DEGREES if crowded else None)
+
+
+def _tick_room(names: Sequence[str]) -> int:
+    """Pixels the class ticks may take under the plot when Plotly turns them upright."""
+    return LABEL_COLUMN_PX * max((text_columns(short_label(n)) for n in names), default=0)
 
 
 def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, height: int | None = None) -> go.Figure:
@@ -43,35 +107,49 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, normali
     names = list(class_names)
     fig = go.Figure(go.Heatmap(
         z=matrix, x=names, y=names, text=_cell_text(matrix, normalised), texttemplate="%{text}",
-        colorscale="Blues", zmin=0, zmax=1 if normalised else None,
+        zmin=0, zmax=1 if normalised else None,  # no colorscale: the theme's (see the module's doc)
         colorbar=dict(title="share of row" if normalised else "samples"),
         hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
     ))
     default_title = "Confusion matrix, row-normalised (share of each true class)" if normalised \
         else "Confusion matrix (samples)"
-    height = max(HEATMAP_MIN_PX, HEATMAP_ROW_PX * len(names) + 160)
-    _layout(fig, title=title or default_title, x_title="predicted", y_title="true", height=height)
-    fig.update_xaxes(type="category", side="bottom")
-    fig.update_yaxes(type="category", autorange="reversed")  # first class on top, as in a printed matrix
+    height = max(HEATMAP_MIN_PX, HEATMAP_ROW_PX * len(names) + 160) + _tick_room(names)
+    _layout(fig, title=title or default_title, x_title="predicted class", y_title="true class", height=height)
+    fig.update_xaxes(**_class_x_axis(names), side="bottom")
+    fig.update_yaxes(**_class_axis(names), autorange="reversed")  # first class on top, as in a printed matrix
     return fig
 
 
+def _curve_line(curve: Curve, position: int) -> dict:
+    """Micro-average dashed and thicker; a class past the colorway's colours, which repeats one,
+    dash-dotted, so it is not taken for the class of the same colour."""
+    if curve.name == MICRO:
+        return dict(dash="dash", width=3)
+    return dict(width=2, dash="dashdot" if position >= COLORWAY_SIZE else None)
+
+
 def _curve_trace(fig: go.Figure, curve: Curve, score_name: str, x_name: str, y_name: str, shape: str) -> None:
-    micro = curve.name == MICRO
     fig.add_scatter(
-        x=curve.x, y=curve.y, mode="lines", line_shape=shape, name=f"{curve.name} ({score_name} {curve.score:.3f})",
-        line=dict(dash="dash", width=3) if micro else dict(width=2),
-        hovertemplate=f"{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}<extra>{curve.name}</extra>",
+        x=curve.x, y=curve.y, mode="lines", line_shape=shape,
+        name=f"{class_label(curve.name)} ({score_name} {curve.score:.3f})",
+        line=_curve_line(curve, len(fig.data)),
+        hovertemplate=f"{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}<extra>{html.escape(str(curve.name))}</extra>",
     )
 
 
-def _legend_inside(fig: go.Figure, corner: str) -> None:
-    # Many classes make a tall legend: above the plot it would cover the title, beside it
-    # it would take half the width. This corner of a ROC (lower right) or PR (lower left)
-    # plot is where a useful curve never goes.
-    x, anchor = (0.98, "right") if corner == "lower right" else (0.02, "left")
-    fig.update_layout(legend=dict(orientation="v", x=x, xanchor=anchor, y=0.02, yanchor="bottom",
-                                  bgcolor="rgba(128, 128, 128, 0.12)"))
+def _curves_legend(fig: go.Figure, corner: str) -> None:
+    """A few curves: the legend in the plot's empty ``corner``. Many: under the plot, which grows
+    to keep its square, since a tall legend inside would cover the curves."""
+    entries = len(fig.data)
+    if entries <= LEGEND_INSIDE_MAX:
+        # This corner of a ROC (lower right) or PR (lower left) plot is where a useful curve never goes.
+        x, anchor = (0.98, "right") if corner == "lower right" else (0.02, "left")
+        fig.update_layout(legend=dict(orientation="v", x=x, xanchor=anchor, y=0.02, yanchor="bottom",
+                                      bgcolor="rgba(128, 128, 128, 0.12)"))
+        return
+    rows = math.ceil(entries / LEGEND_PER_ROW)
+    fig.update_layout(height=SQUARE_PX + LEGEND_ROW_PX * rows,
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"))
 
 
 def _operating_point(fig: go.Figure, x: float, y: float, label: str) -> None:
@@ -93,7 +171,7 @@ def roc_figure(curves: Sequence[Curve], operating_point: tuple[float, float, str
         _operating_point(fig, *operating_point)
     _layout(fig, title=title, x_title="false-positive rate (1 − specificity)",
             y_title="true-positive rate (sensitivity)", height=SQUARE_PX)
-    _legend_inside(fig, "lower right")
+    _curves_legend(fig, "lower right")
     fig.update_xaxes(range=[-0.01, 1.01])
     fig.update_yaxes(range=[-0.01, 1.01])
     return fig
@@ -110,7 +188,7 @@ def pr_figure(curves: Sequence[Curve], operating_point: tuple[float, float, str]
         _operating_point(fig, *operating_point)
     _layout(fig, title=title, x_title="recall (sensitivity)",
             y_title="precision (PPV)", height=SQUARE_PX)
-    _legend_inside(fig, "lower left")
+    _curves_legend(fig, "lower left")
     fig.update_xaxes(range=[-0.01, 1.01])
     fig.update_yaxes(range=[-0.01, 1.05])
     return fig
@@ -125,7 +203,7 @@ def grouped_bars(table: pd.DataFrame, columns: Sequence[str], *, title: str, y_t
                     hovertemplate=f"%{{x}}<br>{column} %{{y:{'.3f' if share else 'd'}}}<extra></extra>")
     _layout(fig, title=title, x_title="class", y_title=y_title)
     fig.update_layout(barmode="group")
-    fig.update_xaxes(type="category")
+    fig.update_xaxes(**_class_x_axis(list(table["class"])))
     if share:
         fig.update_yaxes(range=[0, 1.05])
     return fig
@@ -151,11 +229,15 @@ def rates_radar(rates: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     theta = list(RATE_NAMES) + [RATE_NAMES[0]]  # repeat the first axis to close the outline
     for row in rates.to_dict("records"):
-        fig.add_scatterpolar(r=[row[name] for name in theta], theta=theta, name=str(row["class"]),
-                             mode="lines+markers", hovertemplate="%{theta} %{r:.3f}<extra>%{fullData.name}</extra>")
+        fig.add_scatterpolar(r=[row[name] for name in theta], theta=theta, name=class_label(row["class"]),
+                             mode="lines+markers",
+                             hovertemplate=f"%{{theta}} %{{r:.3f}}<extra>{html.escape(str(row['class']))}</extra>")
     fig.update_layout(
-        title="Sensitivity, specificity, PPV and NPV by class (radar)", height=SQUARE_PX,
-        polar=dict(radialaxis=dict(range=[0, 1], tickformat=".1f"), bgcolor="rgba(0,0,0,0)"),
+        title="Sensitivity, specificity, PPV and NPV by class (radar, 0–1)", height=SQUARE_PX,
+        # The rate scale runs out at 45°, between two rate axes: along one of them its numbers
+        # would sit on that axis's name.
+        polar=dict(radialaxis=dict(range=[0, 1], tickformat=".1f", angle=45, tickangle=45),
+                   bgcolor="rgba(0,0,0,0)"),
         legend=dict(title="class"), margin=dict(l=40, r=40, t=80, b=30), paper_bgcolor="rgba(0,0,0,0)",
     )
     return fig
@@ -188,13 +270,14 @@ def reliability_figure(bins: pd.DataFrame, ece: float) -> go.Figure:
     """Accuracy against mean confidence per bin; on the diagonal the model is calibrated."""
     filled = bins[bins["count"] > 0]
     fig = go.Figure()
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                    line=dict(dash="dot", color=REFERENCE_GREY), hoverinfo="skip")
+    # The model first: it takes the colorway's first colour, the strong one, as the bars beside it do.
     fig.add_scatter(x=filled["mean confidence"], y=filled["accuracy"], mode="lines+markers", name="model",
                     customdata=filled["count"], marker=dict(size=9),
                     hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} samples<extra></extra>")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                    line=dict(dash="dot", color=REFERENCE_GREY), hoverinfo="skip")
     _layout(fig, title=f"Reliability diagram (expected calibration error {ece:.3f})",
-            x_title="mean confidence in bin", y_title="accuracy in bin", height=SQUARE_PX)
+            x_title="mean confidence in bin (0–1)", y_title="accuracy in bin (0–1)", height=SQUARE_PX)
     fig.update_xaxes(range=[0, 1.01])
     fig.update_yaxes(range=[0, 1.05])
     return fig
@@ -218,4 +301,4 @@ def threshold_figure(curve: pd.DataFrame, picked: Sequence[float]) -> go.Figure:
 
 def binary_outcome_heatmap(outcome: BinaryOutcome, class_names: Sequence[str], threshold: float) -> go.Figure:
     return confusion_heatmap(outcome.matrix, class_names, normalised=False,
-                             title=f"Confusion matrix at p({class_names[1]}) ≥ {threshold:.2f} (samples)")
+                             title=f"Confusion matrix at p({class_label(class_names[1])}) ≥ {threshold:.2f} (samples)")

@@ -68,7 +68,7 @@ def binary_view(folder: str, run_id: str, epoch: int, threshold: float):
                eval_metrics.positive_pr(p.probs, p.labels, p.class_names))
     if roc is None:
         return outcome, heatmap, None
-    label, positive = f"threshold {threshold:.2f}", p.class_names[1]
+    label, positive = f"threshold {threshold:.2f}", eval_charts.class_label(p.class_names[1])
     return outcome, heatmap, (
         eval_charts.roc_figure([roc], (outcome.false_positive_rate, outcome.recall, label),
                                title=f"ROC curve of {positive}"),

@@ -22,6 +22,8 @@ import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.display import md_escape
+from dashboard.eval_charts import class_label
 from store.predictions import Predictions
 
 FEATURE_POINTS = 2_000  # samples embedded; t-SNE's time grows faster than linearly with the count
@@ -85,9 +87,9 @@ def _failures_explained() -> Iterator[None]:
     try:
         yield
     except ProbeError as exc:
-        st.info(str(exc))
+        st.info(md_escape(exc))  # plain text: a path's underscores must not turn into italics
     except Exception as exc:  # noqa: BLE001 (torch and timm raise anything; the rest of the page must still draw)
-        st.warning(f"This panel failed: {type(exc).__name__}: {exc}")
+        st.warning(f"This panel failed: {type(exc).__name__}: {md_escape(exc)}")
 
 
 # --------------------------------------------------------------------- probes
@@ -161,12 +163,12 @@ def _feature_space(run_dir: Path, predictions: Predictions) -> None:
     groups, order = point_groups(scored, indices, by_class=colour_by == "class")
     hover = point_hover(scored, indices)
     pca_column, tsne_column = st.columns(2)
-    pca_column.plotly_chart(scatter_figure(_pca(*key, FEATURE_POINTS), groups, order, hover, "PCA"),
-                            key=f"pca-{run_dir}", width="stretch")
+    pca_column.plotly_chart(scatter_figure(_pca(*key, FEATURE_POINTS), groups, order, hover, "PCA",
+                                           axis="principal component"), key=f"pca-{run_dir}", width="stretch")
     with tsne_column, st.spinner(f"t-SNE of {shown:,} points: ten seconds to a minute the first time…"):
         tsne = _tsne(*key, FEATURE_POINTS)
-    tsne_column.plotly_chart(scatter_figure(tsne, groups, order, hover, "t-SNE"), key=f"tsne-{run_dir}",
-                             width="stretch")
+    tsne_column.plotly_chart(scatter_figure(tsne, groups, order, hover, "t-SNE", axis="t-SNE dimension"),
+                             key=f"tsne-{run_dir}", width="stretch")
     _purity_note(_kmeans_purity(*key, FEATURE_POINTS), scored.labels[indices], len(scored.class_names))
 
 
@@ -249,8 +251,11 @@ def _purity_note(purity: float, labels: np.ndarray, classes: int) -> None:
 
 
 def scatter_figure(points: np.ndarray, groups: np.ndarray, order: Sequence[str], hover: list[str],
-                   title: str) -> go.Figure:
-    """One trace per group (a class, or correct / wrong) in ``order``, so the legend toggles each."""
+                   title: str, axis: str = "dimension") -> go.Figure:
+    """One trace per group (a class, or correct / wrong) in ``order``, so the legend toggles each.
+
+    The axes are ``axis`` 1 and 2, without numbers: a projection's coordinates have no unit to read.
+    """
     fig = go.Figure()
     for n, name in enumerate(order):
         chosen = np.flatnonzero(groups == name)
@@ -258,14 +263,14 @@ def scatter_figure(points: np.ndarray, groups: np.ndarray, order: Sequence[str],
             continue
         colour = CORRECTNESS_COLOURS.get(name) if list(order) == list(CORRECTNESS_COLOURS) else None
         fig.add_trace(go.Scattergl(
-            x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(name),
+            x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=class_label(name),
             marker=dict(size=5, opacity=0.75, color=colour or POINT_COLOURS[n % len(POINT_COLOURS)]),
             text=[hover[i] for i in chosen], hovertemplate="%{text}<extra></extra>",
         ))
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=50, b=10), paper_bgcolor="rgba(0,0,0,0)",
                       plot_bgcolor="rgba(0,0,0,0)", legend=dict(itemsizing="constant"))
-    fig.update_xaxes(showticklabels=False)  # projected axes have no units to read
-    fig.update_yaxes(showticklabels=False)
+    fig.update_xaxes(showticklabels=False, title=f"{axis} 1")
+    fig.update_yaxes(showticklabels=False, title=f"{axis} 2")
     return fig
 
 
@@ -303,12 +308,12 @@ def _gradcam(run_dir: str, which: str, mtime_ns: int, index: int, target: int | 
 def _gradcam_row(probe, predictions: Predictions, index: int, overlay: np.ndarray, checkpoint_class: int) -> None:
     from trainer.probe import thumbnail
 
-    names = predictions.class_names
+    names = [md_escape(name) for name in predictions.class_names]  # user text, shown in Markdown
     image_column, cam_column, text_column = st.columns([1, 1, 2])
     image_column.image(enlarged(thumbnail(probe, index, probe.data.image_size)), caption="input")
     cam_column.image(enlarged(overlay), caption="Grad-CAM")
     predicted = int(predictions.predicted[index])
-    lines = [f"**{predictions.sample_ids[index]}** (validation index {index})",
+    lines = [f"**{md_escape(predictions.sample_ids[index])}** (validation index {index})",
              f"true: {names[int(predictions.labels[index])]}",
              f"predicted at epoch {predictions.epoch}: {names[predicted]} "
              f"(confidence {predictions.probs[index, predicted]:.3f})"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard import probe_panels
+from dashboard.eval_charts import class_label
 from tests.test_probe import cnn_run, mlp_run  # noqa: F401  (fixtures: the probe tests' trained runs)
 
 TIMEOUT_S = 120  # t-SNE and the first import of torch and timm, on a busy CPU
@@ -108,3 +111,14 @@ def test_data_not_on_this_machine_is_named(cnn_run, tmp_path):
     at = run_panel(runs / cnn_run.name, "gradcam")
     assert not at.exception
     assert "the data folder data/shapes is not here" in infos(at)
+
+
+def test_projections_name_their_axes_and_cut_long_class_names_in_the_legend():
+    long = "A very long class name that goes on and on: Pseudomonas aeruginosa resistant strain"
+    groups = np.array([long, "<unk>", long], dtype=object)
+    fig = probe_panels.scatter_figure(np.zeros((3, 2)), groups, [long, "<unk>"], ["a", "b", "c"], "PCA",
+                                      axis="principal component")
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("principal component 1",
+                                                                          "principal component 2")
+    assert [trace.name for trace in fig.data] == [class_label(long), "&lt;unk&gt;"]
+    assert fig.data[0].name.endswith("…")
