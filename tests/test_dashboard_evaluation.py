@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
@@ -107,12 +108,36 @@ def test_binary_run_gets_one_roc_and_a_threshold_slider(runs_store):
     assert at.selectbox(key="eval_detection_class_binary_run").value == 1  # the positive class by default
 
 
-def test_run_without_predictions_says_why(runs_store):
-    runs_store.create_run(model="mlp", dataset="digits", name="fresh", run_id="fresh_run")
+def test_a_run_still_in_its_first_epoch_says_the_panels_come_when_it_ends(runs_store):
+    runs_store.create_run(model="mlp", dataset="digits", name="fresh", run_id="fresh_run")  # running, this process
     at = evaluation_page("fresh_run")
     assert not at.exception
-    assert "No validation predictions stored for this run yet" in texts(at.info)
+    assert "has not finished its first epoch yet" in texts(at.info)
+    assert "shows them by itself" in texts(at.info)
     assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("status, opening", [("failed", "This run failed"), ("stopped", "This run was stopped")])
+def test_a_run_that_ended_before_any_predictions_says_what_to_do(runs_store, status, opening):
+    runs_store.create_run(model="mlp", dataset="digits", run_id="ended_early")
+    runs_store.update_run("ended_early", status=status, error="RuntimeError: out of memory")
+    at = evaluation_page("ended_early")
+    assert not at.exception and not at.get("plotly_chart")
+    info = texts(at.info)
+    assert info.startswith(f"{opening} before it stored any validation predictions")
+    assert "(run?run=ended_early)" in info  # a link to its Run page, which shows why
+    assert "`tiller resume ended_early`" in info and "`tiller train`" in info
+
+
+def test_a_finished_run_without_predictions_points_to_log_predictions(runs_store):
+    runs_store.create_run(model="mlp", dataset="own loop", run_id="own_loop")
+    runs_store.log_metrics("own_loop", 1, {"val/accuracy": 0.5})
+    runs_store.update_run("own_loop", status="finished")
+    at = evaluation_page("own_loop")
+    assert not at.exception
+    info = texts(at.info)
+    assert "stored no validation predictions" in info and "run.log_predictions(" in info
+    assert "by itself" not in info  # nothing more will come
 
 
 def test_empty_runs_folder_shows_how_to_start(runs_store):
@@ -183,13 +208,57 @@ def test_figures_name_their_axes_classes_and_scores(runs_store):
     figures = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
     confusion = figures["eval-confusion-raw"]
     assert confusion["data"][0]["x"] == ["正常", "良性", "恶性"] == confusion["data"][0]["y"]
-    assert confusion["layout"]["xaxis"]["title"]["text"] == "predicted"
-    assert confusion["layout"]["yaxis"]["title"]["text"] == "true"
+    assert confusion["layout"]["xaxis"]["title"]["text"] == "predicted class"
+    assert confusion["layout"]["yaxis"]["title"]["text"] == "true class"
     roc_names = [trace["name"] for trace in figures["eval-roc"]["data"]]
     assert [name.split(" (")[0] for name in roc_names] == ["正常", "良性", "恶性", "micro-average", "chance"]
     assert all("AUC" in name for name in roc_names)
     assert all("AP" in trace["name"] for trace in figures["eval-pr"]["data"])
     assert [trace["type"] for trace in figures["eval-radar"]["data"]] == ["scatterpolar"] * 3
+
+
+LONG = "A very long class name that goes on and on: Pseudomonas aeruginosa resistant strain"
+ANY_SCRIPT = ["猫", "狗", "鸟", "قطة", "🐶 dog", LONG]
+
+
+def column_config(dataframe) -> dict:
+    return json.loads(dataframe.proto.columns)
+
+
+def test_class_names_of_any_script_and_length_fit_the_tables(runs_store):
+    labels = np.arange(120) % 6
+    seed_predictions(runs_store, "any_script", class_names=ANY_SCRIPT, labels=labels,
+                     probs_per_epoch={1: noisy_probs(labels, 6)})
+    seed_predictions(runs_store, "short_names", class_names=["a", "b", "c"], labels=labels % 3,
+                     probs_per_epoch={1: noisy_probs(labels % 3, 3)})
+    at = evaluation_page("any_script")
+    assert not at.exception
+    report = at.tabs[0].dataframe[0]
+    assert list(report.value.index[:6]) == ANY_SCRIPT  # whole names in the data, whatever the script
+    long_width = column_config(report)["_index"]["width"]
+    severity = next(d for d in at.tabs[4].dataframe if d.proto.editing_mode)
+    headers = column_config(severity)
+    # A header cut short names its class in full in its tooltip; short names stay whole.
+    assert headers[LONG]["label"].endswith("…") and headers[LONG]["help"] == LONG
+    assert headers["猫"]["label"] == "猫"
+    wrong = next(d for d in at.tabs[6].dataframe if "predicted" in d.value.columns)
+    assert column_config(wrong)["predicted"]["width"] == long_width
+
+    short_width = column_config(evaluation_page("short_names").tabs[0].dataframe[0])["_index"]["width"]
+    assert short_width < long_width  # the class column is as wide as its names need
+
+
+def test_confusion_matrices_of_many_classes_are_stacked_not_squeezed_side_by_side(runs_store):
+    for run_id, classes in (("few", 3), ("many", 15)):
+        labels = np.arange(150) % classes
+        seed_predictions(runs_store, run_id, class_names=[f"类{n}" for n in range(classes)], labels=labels,
+                         probs_per_epoch={1: noisy_probs(labels, classes)})
+    few, many = evaluation_page("few"), evaluation_page("many")
+    assert not few.exception and not many.exception
+    assert len(few.tabs[1].columns) == 2
+    assert len(many.tabs[1].columns) == 0
+    assert {chart.key for chart in many.tabs[1].get("plotly_chart")} == {"eval-confusion-raw",
+                                                                          "eval-confusion-normalised"}
 
 
 def test_app_navigates_to_the_evaluation_page(runs_store):

@@ -16,13 +16,20 @@ from dashboard.eval_views import (
     best_epoch, binary_view, confidence_view, confusion_view, curves_view, detection, hard_samples,
     kappa_and_deferral, per_class_view, report_view, scenarios, severity_error,
 )
-from dashboard.display import is_live, md_escape, wait_for_first_run
+from dashboard.display import epochs_done, is_live, md_escape, wait_for_first_run
+from dashboard.eval_charts import short_label, text_columns
 from dashboard.run_picker import pick_run
 
 DEFAULT_HARD_SAMPLES = 10
 TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
         "Confidence & calibration", "Hard samples", "Feature space", "Grad-CAM"]
 THUMBNAILS_PER_ROW = 6
+# Two confusion matrices of more classes than this side by side leave each cell too small for its number.
+SIDE_BY_SIDE_CLASSES = 8
+# A class-name column is as wide as its longest name, within these bounds (px): a table cell shows
+# no tooltip, so a name cut short stays cut; only a name longer than the widest is.
+CLASS_COLUMN_PX = (80, 360)
+COLUMN_PX, CELL_PADDING_PX = 8, 24  # about one column of table text (text_columns), and a cell's padding
 
 
 # ------------------------------------------------------------------ picking
@@ -41,6 +48,37 @@ def newer_epochs_notice(run_id: str, shown: list[int]) -> None:
         st.rerun(scope="app")
 
 
+STOPPED_EARLY = {  # how a run ended before any validation predictions, by status
+    "failed": "This run failed",
+    "stopped": "This run was stopped",
+    "crashed": "The trainer of this run is gone (its process ended, or it stopped answering)",
+}
+LOG_PREDICTIONS = "`run.log_predictions(probs, labels, class_names=[...])`"
+
+
+def no_predictions_text(run: dict) -> str:
+    """Why a run has nothing to evaluate yet, and what comes next."""
+    run_id, status = run["id"], run["status"]
+    if status in STOPPED_EARLY:
+        return (f"{STOPPED_EARLY[status]} before it stored any validation predictions, so there is nothing to "
+                f"evaluate. Its [Run page](run?run={run_id}) shows what happened. `tiller resume {run_id}` "
+                "continues it from its last checkpoint, if it saved one; `tiller train` starts a new run.")
+    if is_live(status) and epochs_done(run) == 0:
+        return ("This run has not finished its first epoch yet. The panels appear when that epoch's validation "
+                "ends; this page shows them by itself.")
+    waits = " This page shows them by itself as soon as they are stored." if is_live(status) else ""
+    return ("This run has stored no validation predictions. Tiller's trainer stores them after each epoch's "
+            f"validation; a training loop of your own stores them with {LOG_PREDICTIONS}; runs from before "
+            f"Tiller stored predictions have none.{waits}")
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def wait_for_predictions(run_id: str) -> None:
+    """Redraw the page once the live run stores its first predictions: nothing on it moves until then."""
+    if data.prediction_epochs(run_id):
+        st.rerun(scope="app")
+
+
 def pick_epoch(run_id: str, epochs: list[int]) -> int:
     best = best_epoch(run_id, epochs)
     return st.selectbox("Epoch", epochs, index=epochs.index(best), key=f"eval_epoch_{run_id}",
@@ -54,15 +92,28 @@ def number_text(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
-def show_table(table: pd.DataFrame, **kwargs) -> None:
-    """``table`` with its fractional numbers to 3 decimals and a dash where one is not defined (0/0)."""
+def class_column_px(names) -> int:
+    """A width that shows the longest of ``names`` whole, if it is not very long."""
+    widest = max((text_columns(str(name)) for name in names), default=0)
+    low, high = CLASS_COLUMN_PX
+    return int(min(max(widest * COLUMN_PX + CELL_PADDING_PX, low), high))
+
+
+def show_table(table: pd.DataFrame, class_columns: tuple[str, ...] = (), **kwargs) -> None:
+    """``table`` with its fractional numbers to 3 decimals and a dash where one is not defined (0/0).
+
+    ``class_columns`` hold class names ("_index" for the index): each is made as wide as its names.
+    """
     # As text: Streamlit prints "None" for NaN, even through a Styler's na_rep, which reads as missing data.
     fractions = table.select_dtypes("float").columns
     shown = table.astype({column: object for column in fractions})
     for column in fractions:
         shown[column] = [number_text(value) for value in table[column]]
-    st.dataframe(shown, column_config={column: st.column_config.TextColumn(alignment="right")
-                                       for column in fractions}, **kwargs)
+    config = {column: st.column_config.TextColumn(alignment="right") for column in fractions}
+    for column in class_columns:
+        names = table.index if column == "_index" else table[column]
+        config[column] = st.column_config.TextColumn(width=class_column_px(names))
+    st.dataframe(shown, column_config=config, **kwargs)
 
 
 def chart(figure, key: str) -> None:
@@ -115,12 +166,12 @@ def show_report(folder: str, run_id: str, epoch: int) -> None:
     if note:
         st.info(md_escape(note))
     st.subheader("Classification report", anchor=False)
-    show_table(report, width="stretch")
+    show_table(report, class_columns=("_index",), width="stretch")
 
 
-def show_confusion(folder: str, run_id: str, epoch: int) -> None:
+def show_confusion(folder: str, run_id: str, epoch: int, classes: int) -> None:
     raw, normalised = confusion_view(folder, run_id, epoch)
-    left, right = st.columns(2)
+    left, right = st.columns(2) if classes <= SIDE_BY_SIDE_CLASSES else (st.container(), st.container())
     with left:
         chart(raw, "eval-confusion-raw")
     with right:
@@ -180,15 +231,20 @@ def show_per_class(folder: str, run_id: str, epoch: int) -> None:
         chart(radar, "eval-radar")
     st.caption("Sensitivity = recall, specificity = true-negative rate, PPV = precision, NPV = negative "
                "predictive value; – where the rate is 0/0 (no samples to take it over).")
-    show_table(rates.set_index("class"), width="stretch")
+    show_table(rates.set_index("class"), class_columns=("_index",), width="stretch")
 
 
 def severity_editor(run_id: str, class_names: list[str]) -> np.ndarray:
     default = pd.DataFrame(eval_metrics.default_severity(len(class_names)), index=class_names, columns=class_names)
     st.caption("Severity of predicting the column's class for a sample of the row's class (default: how many "
                "classes apart they are). The diagonal is a correct prediction and always counts 0.")
+    # Headers cut long names short (the full name is the header's tooltip): one long name would
+    # otherwise take the editor's whole width.
+    columns = {name: st.column_config.NumberColumn(short_label(name, 12), help=name, min_value=0.0)
+               for name in class_names}
+    columns["_index"] = st.column_config.TextColumn(width=class_column_px(class_names))
     edited = st.data_editor(default, key=f"eval_severity_{run_id}_{len(class_names)}", width="stretch",
-                            column_config={name: st.column_config.NumberColumn(min_value=0.0) for name in class_names})
+                            column_config=columns)
     return edited.to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -209,13 +265,14 @@ def show_severity(folder: str, run_id: str, epoch: int, class_names: list[str]) 
 
 def show_detection(folder: str, run_id: str, epoch: int, class_names: list[str], binary: bool) -> None:
     st.subheader("Detection of one class", anchor=False)
-    class_index = st.selectbox("Class", range(len(class_names)), index=1 if binary else 0,
-                               format_func=lambda c: class_names[c], key=f"eval_detection_class_{run_id}")
+    picker, _ = st.columns(2)  # as wide as a class name needs, not the page
+    class_index = picker.selectbox("Class", range(len(class_names)), index=1 if binary else 0,
+                                   format_func=lambda c: class_names[c], key=f"eval_detection_class_{run_id}")
     found = detection(folder, run_id, epoch, class_index)
     if found.samples == 0:
         st.info(f"No validation samples of {md_escape(class_names[class_index])}, so nothing to detect.")
         return
-    rate, confidence = st.columns(2)
+    rate, confidence, _ = st.columns(3)
     rate.metric("detection rate (recall)", number_text(found.rate),
                 help=f"Share of the {found.samples} validation samples of this class predicted as it.")
     confidence.metric("mean confidence", number_text(found.mean_confidence),
@@ -245,11 +302,9 @@ def show_clinical(folder: str, run_id: str, epoch: int, class_names: list[str], 
                    "miss by one.")
     if np.isnan(kappa):
         st.info("Kappa is not defined here: truth and prediction hold only one and the same class.")
-    left, right = st.columns(2)
-    with left:
-        show_severity(folder, run_id, epoch, class_names)
-    with right:
-        show_detection(folder, run_id, epoch, class_names, binary)
+    # One above the other: the severity matrix needs a column per class, more than half the page holds.
+    show_severity(folder, run_id, epoch, class_names)
+    show_detection(folder, run_id, epoch, class_names, binary)
     show_scenarios(folder, run_id, epoch, deferral)
 
 
@@ -267,7 +322,7 @@ def show_confidence(folder: str, run_id: str, epoch: int) -> None:
 
 
 def show_hard_samples(folder: str, run_id: str, epoch: int) -> None:
-    k = st.number_input("Samples per table", 1, 100, DEFAULT_HARD_SAMPLES, key=f"eval_hard_k_{run_id}")
+    k = st.columns(4)[0].number_input("Samples per table", 1, 100, DEFAULT_HARD_SAMPLES, key=f"eval_hard_k_{run_id}")
     unsure_right, sure_wrong = hard_samples(folder, run_id, epoch, int(k))
     for title, table, empty in (
         ("Correct, least confident", unsure_right, "No correct predictions at this epoch."),
@@ -277,7 +332,7 @@ def show_hard_samples(folder: str, run_id: str, epoch: int) -> None:
         if table.empty:
             st.info(empty)
             continue
-        show_table(table, hide_index=True, width="stretch")
+        show_table(table, class_columns=("true", "predicted"), hide_index=True, width="stretch")
         show_thumbnails(run_id, table)
 
 
@@ -290,14 +345,15 @@ if runs.empty:
     st.stop()
 
 run_id = pick_run(runs, key="eval_run_picker")
+run = data.run_record(run_id)
 epochs = data.prediction_epochs(run_id)
-if is_live(data.run_record(run_id)["status"]):
-    newer_epochs_notice(run_id, epochs)
 if not epochs:
-    st.info("No validation predictions stored for this run yet. The trainer stores them after each epoch's "
-            "validation, so the panels appear once its first epoch ends (runs from before Tiller stored "
-            "predictions have none).")
+    st.info(no_predictions_text(run))
+    if is_live(run["status"]):
+        wait_for_predictions(run_id)
     st.stop()
+if is_live(run["status"]):
+    newer_epochs_notice(run_id, epochs)
 epoch = pick_epoch(run_id, epochs)
 predictions = data.predictions(run_id, epoch)
 if predictions is None:
@@ -313,7 +369,7 @@ report, confusion, curves, per_class, clinical, calibration, hard, feature_space
 with report:
     show_report(folder, run_id, epoch)
 with confusion:
-    show_confusion(folder, run_id, epoch)
+    show_confusion(folder, run_id, epoch, len(names))
 with curves:
     if binary:
         show_binary_curves(folder, run_id, epoch, names)
