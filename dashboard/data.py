@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, resolve_runs_dir
-from store.paths import run_dir_for
+from store.paths import DB_FILENAME, run_dir_for
 from trainer import live_config
 from trainer.live_config import STATE_FILENAME
 
@@ -147,9 +147,22 @@ def _predictions(folder: str, run_id: str, epoch: int):
     return _store(folder).predictions(run_id, epoch)
 
 
+def has_database(folder: str | None = None) -> bool:
+    """Whether the runs folder (``folder``, else this dashboard's) holds Tiller's database yet."""
+    return (Path(folder or runs_dir()) / DB_FILENAME).is_file()
+
+
 def runs() -> pd.DataFrame:
-    """All runs, newest first (see ``Store.runs``)."""
-    return _runs(runs_dir())
+    """All runs, newest first (see ``Store.runs``); none while the folder has no database.
+
+    The dashboard leaves creating the folder and its database to the first run: opening
+    the store would create both, so a mistyped ``--runs-dir`` would leave a stray folder
+    and look like a real, empty one.
+    """
+    folder = runs_dir()
+    if not has_database(folder):
+        return pd.DataFrame(columns=["id", "name", "status"])
+    return _runs(folder)
 
 
 @_live_query

@@ -75,3 +75,12 @@ def test_run_record_reads_one_run_as_the_runs_list_shows_it(runs_store, status):
     assert record == {"id": "mlp_1", **listed}
     assert (record["status"], record["epoch"]) == (status, 4)
     assert data.run_record("no_such_run") is None
+
+
+def test_a_folder_without_a_database_lists_no_runs_and_is_left_as_it_was(tmp_path, monkeypatch):
+    # The first run creates the database; the dashboard only reads, so a mistyped folder leaves no trace.
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.setenv("TILLER_RUNS_DIR", str(folder))
+    assert data.runs().empty and not data.has_database()
+    assert list(folder.iterdir()) == []

@@ -1,5 +1,9 @@
 """Runs page: every run in the folder, newest first, refreshed live."""
 
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 import streamlit as st
 
 from dashboard import data
@@ -10,7 +14,7 @@ COLUMNS = {
     "open": st.column_config.LinkColumn("run", help="Open the run's page", display_text=r"run\?run=(.*)"),
     "status": st.column_config.TextColumn("status", width="small"),
     "name": st.column_config.TextColumn("name", width="medium"),
-    "last update": st.column_config.TextColumn("last update", help="In your local time", width="medium"),
+    "last update": st.column_config.TextColumn("last update", help="In your browser's time zone", width="medium"),
 }
 
 if "open_run" in st.session_state:
@@ -18,6 +22,30 @@ if "open_run" in st.session_state:
 
 st.title("Runs")
 st.caption(f"Runs folder: {md_escape(data.runs_dir())}")
+
+
+def zone_note(tz_name: str | None) -> str:
+    """Which zone the times are in: the browser's, named as it names it (``Asia/Shanghai``), or,
+    when the browser gave none that is known here, the server's, as ``local_time`` falls back."""
+    if tz_name:
+        try:
+            ZoneInfo(tz_name)
+            return f"times in {tz_name}, your browser's time zone"
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return f"times in the server's time zone, {datetime.now().astimezone().tzname()}"
+
+
+def no_runs_text(folder: str) -> str:
+    """What to do while the folder lists no runs: start one, writing to this folder."""
+    if not Path(folder).is_dir():
+        return (f"**There is no folder `{folder}` yet.** The first run that writes to it creates it:\n\n"
+                f"- `tiller demo --runs-dir {folder}` trains two models on built-in data, or\n"
+                f"- `tiller train --runs-dir {folder} --config CONFIG.json` trains your own config.\n\n"
+                "The run appears here within a couple of seconds. Meant another folder? Start the dashboard "
+                "again with `tiller dashboard --runs-dir FOLDER`.")
+    return (EMPTY_STATE + f"\nRuns started elsewhere write to this folder with `--runs-dir {folder}` "
+            f"(or `TILLER_RUNS_DIR={folder}`).")
 
 
 def remember_selected_run() -> None:
@@ -40,13 +68,14 @@ def live_runs() -> None:
     remember_selected_run()
     runs = data.runs()
     if runs.empty:
-        st.info(EMPTY_STATE)
+        st.info(no_runs_text(data.runs_dir()))
         return
     live = sum(is_live(s) for s in runs["status"])
-    st.caption(f"{len(runs)} runs, {live} live · refreshes every {data.REFRESH_S:g} s · "
+    tz_name = user_timezone()
+    st.caption(f"{len(runs)} runs, {live} live · refreshes every {data.REFRESH_S:g} s · {zone_note(tz_name)} · "
                "select a row to open the run here, or click its id to open it in a new tab")
     st.session_state["runs_shown"] = runs["id"].tolist()
-    st.dataframe(runs_table(runs, user_timezone()), column_config=COLUMNS, hide_index=True, width="stretch",
+    st.dataframe(runs_table(runs, tz_name), column_config=COLUMNS, hide_index=True, width="stretch",
                  key="runs_table", on_select="rerun", selection_mode="single-row")
 
 
