@@ -2,12 +2,22 @@
 
 Metrics come in the store's long form (run_id, epoch, split, name, value).
 
-No fonts or template are fixed here, and colours only where runs must be
-told apart (and Viridis where colour shows a score): traces take the template's
-colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``) they
-follow the user's light or dark theme, and on their own they use Plotly's
+No fonts or template are fixed here. Colours are fixed only where traces must be
+told apart: training vs validation (``SPLIT_COLOURS``: orange dots, blue line; the
+template's colorway starts with two blues) and runs (``RUN_COLOURS``), and Viridis
+where colour shows a score. Each fixed colour keeps a 3:1 contrast (what WCAG asks
+of graphics) on a white and on Streamlit's near-black page. Other traces take the
+template's colorway, so inside Streamlit (``st.plotly_chart(theme="streamlit")``)
+they follow the user's light or dark theme, and on their own they use Plotly's
 default. Backgrounds are transparent and the config-change markers a neutral
 grey (or the run's colour) for the same reason: both read on a light and on a dark page.
+
+A config change is recorded at the epoch it applies from, before that epoch is
+logged: until it is, the change is *pending* and drawn as an open diamond (an
+applied one is filled), its hover saying the epoch is not logged yet. On the Run
+page it sits at its epoch, and the three charts share one epoch range
+(``run_epoch_range``) that includes it, so their epochs line up; on the Compare
+page it sits on the run's last point, so it never floats past the end of the line.
 
 The Compare page's curves are smoothed (``dashboard.smoothing``) and reduced to
 a point budget (``dashboard.downsample``) here, so every caller draws them alike.
@@ -41,6 +51,9 @@ NAME_TITLES = {
     "samples_per_sec": "samples per second",
 }
 MARKER_GREY = "rgba(128, 128, 128, 0.8)"  # visible on white and on near-black
+# Orange dots and a blue line: apart in hue for every common colour blindness, and
+# each at least 3:1 against white and against Streamlit's dark background (#0e1117).
+SPLIT_COLOURS = {"train": "#E66100", "val": "#2F7ED8"}
 # Runs side by side need distinct hues; Streamlit's colorway starts with two
 # blues. Plotly's qualitative palette reads on light and on dark pages.
 RUN_COLOURS = plotly.colors.qualitative.Plotly
@@ -63,12 +76,17 @@ def _select(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
     return rows.sort_values("epoch")
 
 
-def _layout(*, title: str, y_title: str, last_epoch: int) -> dict[str, Any]:
-    """The layout every per-epoch chart shares."""
+def _layout(*, title: str, y_title: str, last_epoch: int,
+            x_range: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The layout every per-epoch chart shares; ``x_range`` (first, last epoch) fixes the
+    epochs shown, so charts side by side line up."""
+    # Epochs are whole numbers: never let Plotly put a tick at epoch 1.5.
+    xaxis = dict(title=dict(text="epoch"), tickformat="d", tick0=1, dtick=max(1, math.ceil(last_epoch / 12)))
+    if x_range is not None:
+        xaxis["range"] = _padded(x_range)
     return dict(
         title=dict(text=title),
-        # Epochs are whole numbers: never let Plotly put a tick at epoch 1.5.
-        xaxis=dict(title=dict(text="epoch"), tickformat="d", tick0=1, dtick=max(1, math.ceil(last_epoch / 12))),
+        xaxis=xaxis,
         yaxis=dict(title=dict(text=y_title)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
         margin=dict(l=10, r=10, t=70, b=10),
@@ -81,29 +99,54 @@ def _layout(*, title: str, y_title: str, last_epoch: int) -> dict[str, Any]:
     )
 
 
+def _padded(epochs: tuple[int, int]) -> list[float]:
+    """The axis range of epochs ``first..last``, with room for the markers at both ends."""
+    first, last = epochs
+    pad = max(0.3, (last - first) * 0.03)
+    return [first - pad, last + pad]
+
+
 def _last_epoch(frame: pd.DataFrame) -> int:
     return int(frame["epoch"].max()) if not frame.empty else 1
 
 
-def train_val_figure(metrics: pd.DataFrame, name: str, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
-    """Training (markers) and validation (line) values of ``name`` per epoch, as in seed 004;
-    each reduced to ``max_points`` (min/max per bucket) when longer, as a user's loop logging
-    steps makes them."""
+def _later_versions(versions: pd.DataFrame) -> list[dict[str, Any]]:
+    """The config changes: version 1 is the config the run started with."""
+    return [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
+
+
+def run_epoch_range(metrics: pd.DataFrame, versions: pd.DataFrame) -> tuple[int, int]:
+    """The epochs the Run page's charts show, the same on each: from the first logged to the
+    last logged, or to a change recorded for an epoch not logged yet (the one in progress)."""
+    first = int(metrics["epoch"].min()) if not metrics.empty else 1
+    last = max([_last_epoch(metrics)] + [int(c["epoch"]) for c in _later_versions(versions)])
+    return first, last
+
+
+def train_val_figure(metrics: pd.DataFrame, name: str, max_points: int = DEFAULT_MAX_POINTS, *,
+                     x_range: tuple[int, int] | None = None) -> go.Figure:
+    """Training (orange markers) and validation (blue line) values of ``name`` per epoch, as
+    in seed 004; each reduced to ``max_points`` (min/max per bucket) when longer, as a user's
+    loop logging steps makes them. ``x_range``: the epochs to show (``run_epoch_range``)."""
     traces = []
     for split, mode in (("train", "markers"), ("val", "lines")):
         rows, _ = downsample(_select(metrics, split, name), max_points)
         if mode == "lines" and len(rows) == 1:
             mode = "lines+markers"  # a line through one point draws nothing
+        colour = SPLIT_COLOURS[split]
         traces.append(dict(type="scatter", x=rows["epoch"], y=rows["value"], mode=mode, name=metric_title(split, name),
-                           hovertemplate="%{y:.4f}"))
+                           line=dict(color=colour), marker=dict(color=colour, size=7), hovertemplate="%{y:.4f}"))
     title = f"Training and validation {NAME_TITLES.get(name, name)}"
+    last_epoch = x_range[1] if x_range else _last_epoch(metrics[metrics["name"] == name])
     return go.Figure(data=traces, layout=_layout(title=title, y_title=NAME_TITLES.get(name, name),
-                                                 last_epoch=_last_epoch(metrics[metrics["name"] == name])))
+                                                 last_epoch=last_epoch, x_range=x_range))
 
 
-def _change_hover(version: Mapping) -> str:
+def _change_hover(version: Mapping, *, pending: bool = False) -> str:
     """Hover text of one config version; user text is escaped (Plotly reads tags in it)."""
     lines = [f"<b>v{version['version']}</b> from {html.escape(version['source'])}, epoch {version['epoch']}"]
+    if pending:
+        lines.append(f"<i>pending: in force from epoch {version['epoch']}, not logged yet</i>")
     lines += [
         html.escape(f"{key}: {old!r} → {new!r}") for key, (old, new) in version["diff"].items()
     ]
@@ -112,34 +155,59 @@ def _change_hover(version: Mapping) -> str:
     return "<br>".join(lines)
 
 
-def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS, *,
+              x_range: tuple[int, int] | None = None) -> go.Figure:
     """Learning rate per epoch, with a dotted line where each later config version took effect;
-    reduced to ``max_points`` (min/max per bucket) when longer."""
+    reduced to ``max_points`` (min/max per bucket) when longer. A change whose epoch is not
+    logged yet is pending: an open diamond at its epoch, joined to the curve by a dotted step.
+    ``x_range``: the epochs to show; by default ``run_epoch_range``, which includes pending changes."""
     lr = _select(metrics, "", "lr")
     drawn, _ = downsample(lr, max_points)
     # The lr holds for a whole epoch, so draw steps rather than slopes.
     traces = [dict(type="scatter", x=drawn["epoch"], y=drawn["value"], mode="lines+markers", line=dict(shape="hv"),
                    name="learning rate", hovertemplate="%{y:.3~g}")]
-    # Version 1 is the config the run started with; later versions are changes.
-    changes = [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
-    if changes:
+    changes = _later_versions(versions)
+    logged_up_to = int(metrics["epoch"].max()) if not metrics.empty else 0
+    applied = [c for c in changes if c["epoch"] <= logged_up_to]
+    pending = [c for c in changes if c["epoch"] > logged_up_to]
+    if applied:
         # Markers at the lr each version set, so hovering the curve shows the change too.
-        traces.append(dict(
-            type="scatter", x=[c["epoch"] for c in changes], y=[c["config"].get("learning_rate") for c in changes],
-            mode="markers", name="config change", marker=dict(symbol="diamond", size=11, color=MARKER_GREY),
-            hovertext=[_change_hover(c) for c in changes], hoverinfo="text",
-        ))
-    last_epoch = max([_last_epoch(lr)] + [int(c["epoch"]) for c in changes])
+        traces.append(_lr_change_markers(applied, name="config change", symbol="diamond"))
+    if pending:
+        traces += _pending_lr_step(lr, pending)
+        traces.append(_lr_change_markers(pending, name="pending change", symbol="diamond-open"))
+    x_range = x_range or run_epoch_range(metrics, versions)
     layout = _layout(title="Learning rate and config changes", y_title="learning rate (log scale)",
-                     last_epoch=last_epoch)
+                     last_epoch=x_range[1], x_range=x_range)
     layout["height"] = LR_HEIGHT_PX
     if changes:
         # A dotted line across the plot at each change, labelled above it.
         layout["shapes"] = [_change_line(change["epoch"]) for change in changes]
-        layout["annotations"] = [_change_label(change) for change in changes]
+        waiting = {c["version"] for c in pending}
+        layout["annotations"] = [_change_label(change, pending=change["version"] in waiting) for change in changes]
     # Every rate logged (not only those drawn) and every rate a change set gets its tick.
     layout["yaxis"].update(_lr_axis(set(lr["value"]) | {c["config"].get("learning_rate") for c in changes}))
     return go.Figure(data=traces, layout=layout)
+
+
+def _lr_change_markers(changes: list[Mapping], *, name: str, symbol: str) -> dict[str, Any]:
+    pending = symbol.endswith("-open")
+    return dict(
+        type="scatter", x=[c["epoch"] for c in changes], y=[c["config"].get("learning_rate") for c in changes],
+        mode="markers", name=name, hovertext=[_change_hover(c, pending=pending) for c in changes], hoverinfo="text",
+        marker=dict(symbol=symbol, size=11, color=MARKER_GREY, line=dict(width=2, color=MARKER_GREY)),
+    )
+
+
+def _pending_lr_step(lr: pd.DataFrame, pending: list[Mapping]) -> list[dict[str, Any]]:
+    """A dotted step from the last logged rate to the rate each pending change sets: the curve
+    as it will go on, told apart from what was logged."""
+    if lr.empty:
+        return []
+    last = lr.iloc[-1]
+    return [dict(type="scatter", x=[last["epoch"]] + [c["epoch"] for c in pending],
+                 y=[last["value"]] + [c["config"].get("learning_rate") for c in pending], mode="lines",
+                 line=dict(shape="hv", dash="dot", color=MARKER_GREY), showlegend=False, hoverinfo="skip")]
 
 
 def _lr_axis(rates: set[float | None]) -> dict[str, Any]:
@@ -161,11 +229,11 @@ def _change_line(epoch: int) -> dict[str, Any]:
                 line=dict(color=MARKER_GREY, dash="dot"))
 
 
-def _change_label(change: Mapping) -> dict[str, Any]:
+def _change_label(change: Mapping, *, pending: bool = False) -> dict[str, Any]:
     """The version and its source above the change's line; hovering it shows the change."""
     return dict(x=change["epoch"], xref="x", xanchor="center", y=1, yref="y domain", yanchor="bottom",
                 text=f"v{change['version']} {change['source']}", showarrow=False,
-                hovertext=_change_hover(change), font=dict(color=MARKER_GREY))
+                hovertext=_change_hover(change, pending=pending), font=dict(color=MARKER_GREY))
 
 
 class CompareChart(NamedTuple):
@@ -189,13 +257,16 @@ def compare_figure(
     With smoothing on, the raw line stays under the smoothed one, faint and in the
     same colour. Each line keeps at most ``max_points`` points. ``versions`` (run id
     -> ``config_versions`` rows) adds a marker where each later config version took
-    effect, on that run's line.
+    effect, on that run's line; a change whose epoch the run has not logged yet is an
+    open diamond on the line's last point.
     """
     selected = _select(metrics, split, name)
     epochs, raw = selected["epoch"].to_numpy(), selected["value"].to_numpy(dtype=float)
     smoothed = smooth_runs(selected, smoothing).to_numpy()
     # Row positions per run, in epoch order: numpy slices, far cheaper than sub-frames per run.
     positions = selected.groupby("run_id", sort=False).indices
+    # Any metric counts: a change is pending until its epoch is logged at all.
+    logged_up_to = metrics.groupby("run_id")["epoch"].max() if versions is not None else pd.Series(dtype=int)
     traces = []
     reduced_lengths = set()
     for index, (run_id, label) in enumerate(labels.items()):
@@ -211,7 +282,8 @@ def compare_figure(
         if reduced:
             reduced_lengths.add(len(rows))
         if versions is not None and run_id in versions:
-            traces += _change_markers(curve, versions[run_id], label, run_id, colour)
+            traces += _change_markers(curve, versions[run_id], label, run_id, colour,
+                                      logged_up_to=int(logged_up_to.get(run_id, 0)))
     title = metric_title(split, name)
     smoothed_by = f", {smoothing.describe()}" if smoothing.active else ""
     layout = _layout(title=f"{title} by run{smoothed_by}", y_title=title[:1].lower() + title[1:],
@@ -231,24 +303,40 @@ def _faint_raw_line(epochs: np.ndarray, values: np.ndarray, label: str, run_id: 
                 line=dict(color=colour))
 
 
-def _change_markers(curve: pd.DataFrame, versions: pd.DataFrame, label: str, run_id: str,
-                    colour: str) -> list[dict[str, Any]]:
+def _change_markers(curve: pd.DataFrame, versions: pd.DataFrame, label: str, run_id: str, colour: str, *,
+                    logged_up_to: int) -> list[dict[str, Any]]:
     """A diamond on the run's line at each config change (version 2 on), hover showing the change;
-    no trace when the run has no change or nothing drawn to put one on."""
-    if versions.empty or versions["version"].max() < 2:
-        return []
+    a change after ``logged_up_to`` (the run's last logged epoch) is pending: an open diamond on
+    the line's last point. No trace when the run has no change or nothing drawn to put one on."""
+    changes = _later_versions(versions)
     drawn = np.isfinite(curve["value"].to_numpy())
-    if not drawn.any():
+    if not changes or not drawn.any():
         return []
-    changes = versions[versions["version"] > 1].to_dict("records")
-    epochs = [change["epoch"] for change in changes]
-    # A change can fall between logged points (or after the last): place it on the line there.
-    heights = np.interp(epochs, curve["epoch"].to_numpy()[drawn], curve["value"].to_numpy()[drawn])
-    return [dict(
-        type="scatter", x=epochs, y=heights, mode="markers", name=f"{label}: config changes", legendgroup=run_id,
-        showlegend=False, marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color=MARKER_GREY)),
-        hovertext=[f"{html.escape(label)}<br>{_change_hover(change)}" for change in changes], hoverinfo="text",
-    )]
+    line_epochs, line_values = curve["epoch"].to_numpy()[drawn], curve["value"].to_numpy()[drawn]
+    applied = [change for change in changes if change["epoch"] <= logged_up_to]
+    pending = [change for change in changes if change["epoch"] > logged_up_to]
+    traces = []
+    if applied:
+        epochs = [change["epoch"] for change in applied]
+        # A change can fall between logged points: place it on the line there.
+        heights = np.interp(epochs, line_epochs, line_values)
+        traces.append(_run_change_trace(epochs, heights, applied, label, run_id, colour, pending=False))
+    if pending:
+        # Where the line ends: its next point is the one the change will be in force for.
+        traces.append(_run_change_trace([line_epochs[-1]] * len(pending), [line_values[-1]] * len(pending),
+                                        pending, label, run_id, colour, pending=True))
+    return traces
+
+
+def _run_change_trace(epochs: list, heights, changes: list[Mapping], label: str, run_id: str, colour: str, *,
+                      pending: bool) -> dict[str, Any]:
+    marker = (dict(symbol="diamond-open", size=13, color=colour, line=dict(width=2, color=colour)) if pending
+              else dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color=MARKER_GREY)))
+    return dict(
+        type="scatter", x=epochs, y=heights, mode="markers", legendgroup=run_id, showlegend=False, marker=marker,
+        name=f"{label}: {'pending' if pending else 'config'} changes", hoverinfo="text",
+        hovertext=[f"{html.escape(label)}<br>{_change_hover(change, pending=pending)}" for change in changes],
+    )
 
 
 def run_curves_note(metrics: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -41,6 +43,30 @@ def test_train_val_figure_draws_training_as_markers_and_validation_as_a_line():
     assert fig.layout.title.text == "Training and validation loss"
 
 
+def contrast(colour: str, background: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours."""
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted([luminance(colour), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def hue_degrees(colour: str) -> float:
+    red, green, blue = (int(colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    return colorsys.rgb_to_hsv(red, green, blue)[0] * 360
+
+
+def test_training_and_validation_colours_differ_and_read_on_light_and_dark_pages():
+    train, val = charts.train_val_figure(long_metrics(), "loss").data
+    dots, line = train.marker.color, val.line.color
+    assert abs(hue_degrees(dots) - hue_degrees(line)) > 90  # not two blues
+    for colour in (dots, line):
+        assert contrast(colour, "#ffffff") >= 3 and contrast(colour, "#0e1117") >= 3  # Streamlit light, dark
+
+
 def test_single_validation_point_is_still_visible():
     fig = charts.train_val_figure(long_metrics(epochs=1), "accuracy")
     assert fig.data[1].mode == "lines+markers"
@@ -64,9 +90,32 @@ def test_lr_figure_without_changes_has_no_markers():
     assert not fig.layout.shapes and [t.name for t in fig.data] == ["learning rate"]
 
 
-def test_lr_figure_marks_a_change_before_its_epoch_is_logged():
-    fig = charts.lr_figure(long_metrics(epochs=3), versions((4, 1e-2, "llm", "")))
-    assert [shape.x0 for shape in fig.layout.shapes] == [4]
+def test_lr_figure_marks_a_change_before_its_epoch_is_logged_as_pending():
+    fig = charts.lr_figure(long_metrics(epochs=3), versions((2, 1e-4, "user", ""), (4, 1e-2, "llm", "")))
+    assert [shape.x0 for shape in fig.layout.shapes] == [2, 4]
+    applied = next(trace for trace in fig.data if trace.name == "config change")
+    pending = next(trace for trace in fig.data if trace.name == "pending change")
+    assert list(applied.x) == [2] and applied.marker.symbol == "diamond"
+    assert list(pending.x) == [4] and list(pending.y) == [1e-2] and pending.marker.symbol == "diamond-open"
+    assert "pending: in force from epoch 4, not logged yet" in pending.hovertext[0]
+    # A dotted step joins the last logged rate to the one the change sets.
+    step = next(trace for trace in fig.data if trace.line.dash == "dot")
+    assert list(step.x) == [3, 4] and list(step.y) == [1e-3, 1e-2] and step.showlegend is False
+    assert fig.layout.xaxis.range[1] > 4  # the pending change is in view
+
+
+def test_run_page_charts_share_the_epoch_range_of_a_pending_change():
+    metrics, changes = long_metrics(epochs=5), versions((6, 1e-2, "llm", ""))
+    epochs = charts.run_epoch_range(metrics, changes)
+    assert epochs == (1, 6)
+    figures = [charts.train_val_figure(metrics, "loss", x_range=epochs),
+               charts.train_val_figure(metrics, "accuracy", x_range=epochs),
+               charts.lr_figure(metrics, changes, x_range=epochs)]
+    ranges = {tuple(fig.layout.xaxis.range) for fig in figures}
+    assert len(ranges) == 1 and charts.lr_figure(metrics, changes).layout.xaxis.range == figures[0].layout.xaxis.range
+    low, high = ranges.pop()
+    assert low < 1 and 6 < high < 7
+    assert charts.run_epoch_range(metrics, versions((3, 1e-2, "llm", ""))) == (1, 5)
 
 
 def test_lr_figure_draws_each_change_as_plotly_add_vline_would():
@@ -179,6 +228,17 @@ def test_compare_figure_marks_config_changes_on_each_runs_line():
     hover = marker.hovertext[0]
     assert hover.startswith("run A<br>") and "from user" in hover and "learning_rate: 0.001 → 0.0001" in hover
     assert "&lt;b&gt;now&lt;/b&gt;" in hover
+
+
+def test_compare_figure_puts_a_pending_change_on_the_runs_last_point():
+    metrics = long_metrics("a", epochs=5)
+    chart = charts.compare_figure(metrics, "val", "loss", {"a": "A"},
+                                  versions={"a": versions((3, 1e-4, "user", ""), (6, 1e-2, "llm", ""))})
+    line, applied, pending = chart.figure.data
+    assert list(applied.x) == [3] and applied.marker.symbol == "diamond"
+    assert list(pending.x) == [5] and list(pending.y) == pytest.approx([1.1 / 5])  # not past the line's end
+    assert pending.marker.symbol == "diamond-open" and pending.marker.color == line.line.color
+    assert "pending: in force from epoch 6, not logged yet" in pending.hovertext[0]
 
 
 def test_compare_figure_places_a_change_between_logged_steps_on_the_line():
