@@ -1,14 +1,18 @@
 """What the run page may ask of a run, decided without Streamlit.
 
 The page writes requests through ``trainer.live_config`` (the one steering
-channel); these helpers decide what to send and whether it would be accepted.
+channel); these helpers decide what to send, whether it would be accepted, and
+what became of it once sent.
 """
 
 from __future__ import annotations
 
 import json
 import typing
+from dataclasses import dataclass
 from typing import Any, Collection, Mapping
+
+import pandas as pd
 
 from dashboard.display import is_live
 from trainer.config import ConfigError, TrainConfig, validate_config
@@ -66,3 +70,52 @@ def allowed_controls(status: str, requested: str) -> dict[str, bool]:
         "run": live and requested == "pause",
         "stop": live and requested != "stop",
     }
+
+
+# ------------------------------------------------------ a change sent from the form
+
+
+@dataclass(frozen=True)
+class SentChange:
+    """A change the form wrote to the live config file, remembered to follow it to the run."""
+
+    updates: dict[str, Any]  # key -> value asked for
+    before: dict[str, Any]  # key -> value in force when sent
+    version: int  # the config version in force when sent
+    time: float  # unix time of sending
+
+
+@dataclass(frozen=True)
+class SentOutcome:
+    """Where a sent change stands: ``pending``, ``applied`` (as ``version`` from ``epoch``, at
+    ``time``), ``refused`` (``message`` says why), ``ended`` (the run ended first) or
+    ``replaced`` (the live file no longer asks for it)."""
+
+    state: str
+    version: int | None = None
+    epoch: int | None = None
+    time: float | None = None
+    message: str = ""
+
+
+def sent_outcome(sent: SentChange, versions: pd.DataFrame, pending: Mapping[str, Any] | None,
+                 events: pd.DataFrame, status: str) -> SentOutcome:
+    """What became of ``sent``, from the run's config versions, its pending edit
+    (``trainer.live_config.pending_edit``), its events and its status.
+
+    Applied means a later version holds every value sent (it may hold more: edits that
+    arrived from elsewhere before the same boundary are recorded together).
+    """
+    for row in versions[versions["version"] > sent.version].sort_values("version").to_dict("records"):
+        if all(key in row["config"] and row["config"][key] == value for key, value in sent.updates.items()):
+            return SentOutcome("applied", version=int(row["version"]), epoch=int(row["epoch"]), time=row["time"])
+    asked = (pending or {}).get("changes") or {}
+    if is_live(status) and all(key in asked and asked[key][1] == value for key, value in sent.updates.items()):
+        return SentOutcome("pending")
+    # The trainer reports a refused edit (or its own failure) as an error event.
+    errors = events[(events["level"] == "error") & (events["time"] >= sent.time)].sort_values("time")
+    if not errors.empty:
+        return SentOutcome("refused", message=str(errors.iloc[0]["message"]))
+    if not is_live(status):
+        return SentOutcome("ended")
+    return SentOutcome("replaced")

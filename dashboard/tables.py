@@ -10,10 +10,13 @@ from typing import Any, Collection, Mapping
 
 import pandas as pd
 
-from dashboard.display import diff_text, epochs_done, local_time, progress_text, status_label, value_text
+from dashboard.display import (
+    diff_text, epochs_done, local_time, md_escape, progress_text, status_label, value_text,
+)
 from trainer.config import describe_keys
 
 ABSENT = "(not in this run's config)"
+NBSP, NB_HYPHEN = "\u00a0", "\u2011"
 LEVEL_ICONS = {"info": "ℹ️ info", "warning": "⚠️ warning", "error": "🔴 error"}
 
 
@@ -82,6 +85,22 @@ def events_table(events: pd.DataFrame, tz_name: str | None = None) -> pd.DataFra
             "message": events["message"],
         }
     )
+
+
+def events_markdown(events: pd.DataFrame, tz_name: str | None = None) -> str:
+    """``events_table`` as a Markdown table. Rendered, its message column takes the width the
+    others leave and wraps, so a long message (why an edit was refused, an error) reads in
+    full; a data grid cuts it off, and ``st.table`` caps each column at 25rem. Every cell
+    is escaped: messages hold the trainer's and users' text."""
+    table = events_table(events, tz_name)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for time, epoch, level, message in table.itertuples(index=False):
+        # Non-breaking spaces and hyphens keep a date with its time and an icon with its word;
+        # a row of a Markdown table is one line, so a message's line breaks become spaces.
+        cells = [time.replace(" ", NBSP).replace("-", NB_HYPHEN), epoch, md_escape(level).replace(" ", NBSP),
+                 " ".join(md_escape(message).split())]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def config_diff_table(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def test_submit_sends_only_changed_keys_as_user(runs_store):
     written = json.loads(path.read_text())
     assert written["learning_rate"] == 0.01 and written["batch_size"] == 64
     assert written["_change"]["source"] == "user" and written["_change"]["reason"] == "loss is flat"
-    assert "next epoch boundary" in texts(at.success)
+    assert "Sent learning_rate 0.001 → 0.01 at " in texts(at.info) and "pending" in texts(at.info)
     pending = next(d.value for d in at.dataframe if "requested" in d.value.columns)
     assert dict(zip(pending["key"], pending["requested"])) == {"batch_size": "64", "learning_rate": "0.01"}
 
@@ -195,13 +196,22 @@ def test_bad_hand_edit_is_shown_as_pending_and_rejected(runs_store):
     assert pending.to_dict("records") == [{"key": "learning_rate", "in force": "0.001", "requested": "-1.0"}]
 
 
-def test_finished_run_cannot_be_steered(runs_store):
+def test_finished_run_shows_its_config_without_controls_or_form(runs_store):
     seed_run(runs_store, "mlp_20260101_000001", name="done", status="finished")
     at = run_page("mlp_20260101_000001")
     assert not at.exception
-    assert button(at, "Send changes").disabled
-    assert button(at, "Pause").disabled and button(at, "Resume").disabled
-    assert "finished" in texts(at.info)
+    assert not [b for b in at.button if b.label in ("Send changes", "Pause", "Resume")]
+    assert [s.value for s in at.subheader][:1] == ["Config at the end"]
+    config = at.dataframe[0].value
+    assert list(config.columns) == ["key", "value"] and "learning_rate" in list(config["key"])
+
+
+def test_stopped_run_says_how_to_go_on(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="halted", status="stopped")
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert "tiller resume mlp_20260101_000001" in texts(at.info)
+    assert not [b for b in at.button if b.label == "Send changes"]
 
 
 def test_failed_run_shows_its_error(runs_store):
@@ -217,6 +227,172 @@ def test_run_page_empty_state(runs_store):
     at = run_page()
     assert not at.exception
     assert "tiller demo" in texts(at.info)
+
+
+def test_run_page_before_the_first_epoch_says_it_is_under_way(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="fresh", epochs=0)
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert "Epoch 1 is under way" in texts(at.info)
+    assert not at.get("plotly_chart")
+    assert not button(at, "Send changes").disabled  # it can be steered already
+
+
+def test_run_page_before_the_config_is_recorded_says_the_trainer_is_starting(runs_store):
+    runs_store.create_run(model="mlp", dataset="digits", name="starting", run_id="mlp_20260101_000001")
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert "The trainer is starting" in texts(at.info)
+    assert not [b for b in at.button if b.label == "Send changes"]
+    assert not [s for s in at.subheader if s.value in ("Steer", "Advisor", "Config history")]
+
+
+def test_run_page_charts_share_one_epoch_range_while_a_change_is_pending(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me", epochs=5)
+    # Recorded at the boundary before epoch 6, which is in progress: not logged yet.
+    runs_store.add_config_version("mlp_20260101_000001", {**config, "learning_rate": 0.01}, source="user", epoch=6)
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    ranges = [chart_spec(at, f"{name}-mlp_20260101_000001")["layout"]["xaxis"]["range"]
+              for name in ("loss", "accuracy", "lr")]
+    assert ranges[0] == ranges[1] == ranges[2]
+    assert ranges[0][0] < 1 and 6 < ranges[0][1] < 7
+
+
+def test_run_page_shows_progress_and_pace(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")  # 4 of 20 epochs, 1.5 s each
+    at = run_page("mlp_20260101_000001")
+    [progress] = at.get("progress")
+    assert progress.proto.text == "Epoch 4/20 · 1.5 s per epoch · about 24 s left"
+
+
+def test_events_are_shown_in_full(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    long = ("Rejected config edit before epoch 5: batch_size: input should be greater than or equal to 1; "
+            "num_epochs: 2 is below the 4 epochs already trained. Training goes on with the last good config; "
+            "the rejected file is kept as config.rejected-20260101_000001.json.")
+    runs_store.add_event("mlp_20260101_000001", "error", long, 5)
+    at = run_page("mlp_20260101_000001")
+    assert not at.exception
+    assert f"| {long} |" in texts(at.markdown)  # a Markdown table's cell wraps: all of it reads
+    assert not [d for d in at.dataframe if "message" in d.value.columns]  # a grid cuts long text off
+
+
+def test_an_old_error_is_left_to_the_events_table(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")  # 4 epochs done
+    runs_store.add_event("mlp_20260101_000001", "error", "Rejected config edit before epoch 2: too big.", 2)
+    assert "too big" not in texts(run_page("mlp_20260101_000001").error)
+    runs_store.add_event("mlp_20260101_000001", "error", "Rejected config edit before epoch 5: too small.", 5)
+    st_clear_caches()
+    assert "(epoch 5, " in texts(run_page("mlp_20260101_000001").error)
+
+
+def test_pause_and_resume_give_feedback_without_drawing_from_a_fragment_callback(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    warnings = LogRecords()
+    logging.getLogger("streamlit").addHandler(warnings)
+    try:
+        at = run_page("mlp_20260101_000001")
+        button(at, "Pause").click().run()
+        assert "Pause requested" in texts(at.toast)
+        button(at, "Resume").click().run()
+        assert "Resume requested" in texts(at.toast)
+    finally:
+        logging.getLogger("streamlit").removeHandler(warnings)
+    assert not [m for m in warnings.messages if "callback that displays" in m]
+
+
+# ------------------------------------------------------ run page: a change sent
+
+
+def send_lr(at: AppTest, run_id: str, lr: float, version: int = 1) -> AppTest:
+    at.number_input(key=f"steer-{run_id}-v{version}-learning_rate").set_value(lr)
+    return button(at, "Send changes").click().run()
+
+
+def st_clear_caches() -> None:
+    """What the next refresh after ``data.CACHE_TTL_S`` reads: the store as it is now."""
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+def test_a_sent_change_reads_pending_then_applied_as_its_version(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = send_lr(run_page("mlp_20260101_000001"), "mlp_20260101_000001", 0.01)
+    assert "pending" in texts(at.info) and "once epoch 5 finishes" in texts(at.info)
+    # The trainer applies it at the boundary: a new version, from epoch 5.
+    runs_store.add_config_version("mlp_20260101_000001", {**config, "learning_rate": 0.01}, source="user", epoch=5)
+    live_file(runs_store, "mlp_20260101_000001").write_text(render_live_file({**config, "learning_rate": 0.01}))
+    st_clear_caches()
+    at.run()
+    assert not at.exception
+    assert "Applied as **v2** from epoch 5: learning_rate 0.001 → 0.01" in texts(at.success)
+    assert not [i for i in at.info if str(i.value).startswith("Sent")]
+    # The inputs show the config in force, v2.
+    assert at.number_input(key="steer-mlp_20260101_000001-v2-learning_rate").value == pytest.approx(0.01)
+
+
+def test_an_applied_change_leaves_the_form_once_it_has_been_read(runs_store, monkeypatch):
+    from dashboard import steering_widgets
+
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = send_lr(run_page("mlp_20260101_000001"), "mlp_20260101_000001", 0.01)
+    runs_store.add_config_version("mlp_20260101_000001", {**config, "learning_rate": 0.01}, source="user", epoch=5)
+    monkeypatch.setattr(steering_widgets, "APPLIED_SHOWN_S", 0.0)
+    st_clear_caches()
+    at.run()
+    assert "Applied as" not in texts(at.success) and "Sent" not in texts(at.info)
+
+
+def test_a_sent_change_the_run_refused_says_why(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = send_lr(run_page("mlp_20260101_000001"), "mlp_20260101_000001", 0.01)
+    # What the trainer does with an edit it refuses: the file back to the config in force, an error event.
+    live_file(runs_store, "mlp_20260101_000001").write_text(render_live_file(config))
+    runs_store.add_event("mlp_20260101_000001", "error", "Rejected config edit before epoch 5: not today.", 5)
+    st_clear_caches()
+    at.run()
+    assert "Not applied: learning_rate 0.001 → 0.01" in texts(at.error)
+    assert "Rejected config edit before epoch 5: not today." in texts(at.error)
+    assert "pending" not in texts(at.info)
+
+
+def test_a_sent_change_to_a_run_that_stopped_first_says_so(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = send_lr(run_page("mlp_20260101_000001"), "mlp_20260101_000001", 0.01)
+    runs_store.update_run("mlp_20260101_000001", status="stopped")
+    st_clear_caches()
+    at.run()
+    assert not at.exception
+    assert "tiller resume" in texts(at.info)  # the page now shows the stopped run's way on
+
+
+def test_a_version_recorded_between_draws_keeps_what_the_user_submitted(runs_store):
+    config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = run_page("mlp_20260101_000001")  # the form is drawn from v1
+    # The autopilot changes the dropout meanwhile: v2.
+    runs_store.add_config_version("mlp_20260101_000001", {**config, "dropout_rate": 0.3}, source="llm", epoch=5)
+    st_clear_caches()
+    at.number_input(key="steer-mlp_20260101_000001-v1-batch_size").set_value(64)
+    button(at, "Send changes").click().run()
+    assert not at.exception
+    written = json.loads(live_file(runs_store, "mlp_20260101_000001").read_text())
+    assert written["batch_size"] == 64  # not dropped with the v1 inputs
+    assert written["dropout_rate"] == config["dropout_rate"]  # the file is the trainer's to rewrite
+    assert written["_change"]["source"] == "user"
+    assert at.number_input(key="steer-mlp_20260101_000001-v2-batch_size").value == 64
+    assert at.number_input(key="steer-mlp_20260101_000001-v2-dropout_rate").value == pytest.approx(0.3)
+    assert "Sent batch_size 32 → 64" in texts(at.info)
+
+
+class LogRecords(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
 
 
 def test_app_navigates_to_the_run_page(runs_store):

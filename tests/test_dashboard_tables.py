@@ -99,6 +99,87 @@ def test_local_time_uses_the_given_zone():
     assert display.local_time(float("nan")) == ""
 
 
+def test_events_markdown_keeps_each_event_on_one_escaped_row():
+    events = pd.DataFrame([{"time": 0.0, "epoch": 3.0, "level": "error", "message": "a | b\n*not bold*"},
+                           {"time": 0.0, "epoch": None, "level": "info", "message": "started"}])
+    rows = tables.events_markdown(events, "UTC").splitlines()
+    assert rows[0] == "| time | epoch | level | message |" and len(rows) == 4
+    assert rows[2] == "| 1970‑01‑01\u00a000:00:00 | 3 | 🔴\u00a0error | a \\| b \\*not bold\\* |"
+    assert rows[3].endswith("| ℹ️\u00a0info | started |")
+
+
+def test_local_clock_is_the_time_of_day_in_the_given_zone():
+    assert display.local_clock(3_600, "America/New_York") == "20:00:00"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(42, "42 s"), (370, "6 min"), (5_400, "1 h 30 min")])
+def test_duration_text(seconds, text):
+    assert display.duration_text(seconds) == text
+
+
+def pace_metrics(seconds: list[float]) -> pd.DataFrame:
+    rows = [{"epoch": epoch, "split": "", "name": "epoch_seconds", "value": value}
+            for epoch, value in enumerate(seconds, start=1)]
+    rows += [{"epoch": epoch, "split": "", "name": "samples_per_sec", "value": 1_450.0}
+             for epoch in range(1, len(seconds) + 1)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        ("running", "Epoch 5/40 · 10.0 s per epoch · 1,450 samples/s · about 6 min left"),
+        ("paused", "Epoch 5/40 · 10.0 s per epoch · 1,450 samples/s · paused"),
+        ("stopped", "Epoch 5/40 · 10.0 s per epoch · 1,450 samples/s"),
+    ],
+)
+def test_progress_line_gives_the_pace_of_the_last_epochs(status, line):
+    run = {"status": status, "epoch": 5, "num_epochs": 40}
+    assert display.progress_line(run, pace_metrics([60.0, 60.0, 9.0, 10.0, 11.0])) == line
+
+
+def test_progress_line_without_timings_is_the_epoch_count():
+    empty = pd.DataFrame(columns=["epoch", "split", "name", "value"])
+    assert display.progress_line({"status": "running", "epoch": None, "num_epochs": 40}, empty) == "Epoch 0/40"
+
+
+# ------------------------------------------------------------- a change sent from the form
+
+
+def config_history(*configs: dict, start: float = 100.0) -> pd.DataFrame:
+    return pd.DataFrame([{"version": n, "epoch": 2 * n, "config": c, "time": start + n}
+                         for n, c in enumerate(configs, start=1)])
+
+
+NO_EVENTS = pd.DataFrame(columns=["time", "epoch", "level", "message"])
+SENT = steering.SentChange(updates={"learning_rate": 0.01}, before={"learning_rate": 0.001}, version=1, time=100.0)
+
+
+def test_a_sent_change_is_pending_while_the_live_file_asks_for_it():
+    pending = {"changes": {"learning_rate": [0.001, 0.01]}, "control": "run"}
+    outcome = steering.sent_outcome(SENT, config_history(CONFIG), pending, NO_EVENTS, "running")
+    assert outcome.state == "pending"
+
+
+def test_a_sent_change_is_applied_as_the_first_later_version_holding_it():
+    history = config_history(CONFIG, {**CONFIG, "batch_size": 64}, {**CONFIG, "batch_size": 64, "learning_rate": 0.01})
+    outcome = steering.sent_outcome(SENT, history, None, NO_EVENTS, "running")
+    assert (outcome.state, outcome.version, outcome.epoch, outcome.time) == ("applied", 3, 6, 103.0)
+
+
+def test_a_sent_change_the_run_refused_carries_the_runs_words():
+    events = pd.DataFrame([{"time": 99.0, "epoch": 1, "level": "error", "message": "before it was sent"},
+                           {"time": 101.0, "epoch": 3, "level": "error", "message": "Rejected config edit: no."}])
+    outcome = steering.sent_outcome(SENT, config_history(CONFIG), None, events, "running")
+    assert (outcome.state, outcome.message) == ("refused", "Rejected config edit: no.")
+
+
+@pytest.mark.parametrize(("status", "state"), [("stopped", "ended"), ("running", "replaced")])
+def test_a_sent_change_nobody_asks_for_any_more(status, state):
+    pending = {"changes": {"learning_rate": [0.001, 0.02]}, "control": "run"}  # edited from elsewhere since
+    assert steering.sent_outcome(SENT, config_history(CONFIG), pending, NO_EVENTS, status).state == state
+
+
 def test_run_labels_add_the_id_only_when_names_repeat():
     runs = pd.DataFrame({"id": ["a1", "a2", "b1"], "name": ["same", "same", "b1"]})
     assert display.run_labels(runs) == {"a1": "same (a1)", "a2": "same (a2)", "b1": "b1"}

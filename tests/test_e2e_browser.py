@@ -2,8 +2,9 @@
 
 A headless Chromium (1280 x 800) drives the dashboard of `tiller demo --no-browser` while the
 demo trains: the Runs page lists the runs and their epochs grow; on the Run page of the
-ResNet ("steer me") a too-high learning rate is sent from the Steer form, shows in the config
-history and on the lr curve; Pause and Resume change the run's status; the offline advisor
+ResNet ("steer me") a too-high learning rate is sent from the Steer form, reads as pending,
+then as applied, and shows in the config history and on the lr curve; Pause and Resume
+change the run's status; the offline advisor
 spots the divergence and one of its suggestions is applied (a config version with source
 llm); the Evaluation and Compare pages render. No page may show a Streamlit exception.
 
@@ -270,16 +271,19 @@ def test_a_user_watches_steers_pauses_and_asks_the_advisor_in_a_real_browser(dem
         lr_input.fill(str(HIGH_LR))
         page.get_by_placeholder("why: recorded with the change").fill("e2e test: a learning rate far too high")
         page.get_by_role("button", name="Send changes").click()
-        expect(page.get_by_text(re.compile(r"^Sent learning_rate"))).to_be_visible()
+        sent = page.get_by_text(re.compile(r"^Sent learning_rate 0\.001 → 0\.05 at [\d:]+: pending\."))
+        expect(sent).to_be_visible()
         no_exception(page)
 
-        # --- Pause, then Resume: the badge follows, and so does the run itself.
+        # --- Pause, then Resume: the badge follows, and so does the run itself; each says so in a toast.
         page.get_by_role("button", name=re.compile("Pause$")).click()
+        expect(page.get_by_text(re.compile(r"^Pause requested: "))).to_be_visible()  # the toast
         expect(badge).to_contain_text("paused", timeout=EPOCH_TIMEOUT_S * 1000)
         assert demo.db().run(run_id)["status"] == "paused"
         resume = page.get_by_role("button", name=re.compile("Resume$"))
         expect(resume).to_be_enabled()
         resume.click()
+        expect(page.get_by_text(re.compile(r"^Resume requested: "))).to_be_visible()
         expect(badge).to_contain_text("running", timeout=EPOCH_TIMEOUT_S * 1000)
         demo.wait(lambda: demo.db().run(run_id)["status"] == "running", "the store to say running again")
         no_exception(page)
@@ -297,6 +301,10 @@ def test_a_user_watches_steers_pauses_and_asks_the_advisor_in_a_real_browser(dem
                               for cells in grid_rows(history)),
                   "the config history to show v2 from user", UI_TIMEOUT_MS / 1000, seen=lambda: grid_rows(history))
         expect(lr_chart).to_contain_text("v2 user")
+        # Under the form, the pending change now reads as applied.
+        applied_note = re.compile(rf"^Applied as v2 from epoch {version['epoch']}: learning_rate 0\.001 → 0\.05")
+        expect(page.get_by_text(applied_note)).to_be_visible()
+        expect(sent).to_have_count(0)
         changed_from = int(version["epoch"])
         demo.wait(lambda: epoch_shown(page) >= changed_from, f"epoch {changed_from} (the first at lr {HIGH_LR})")
         lrs = demo.db().metrics([run_id], names=["lr"]).set_index("epoch")["value"]
