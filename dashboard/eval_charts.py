@@ -33,6 +33,8 @@ LEGEND_INSIDE_MAX = 7  # more curves than this: the legend goes under the plot, 
 LEGEND_ROW_PX, LEGEND_PER_ROW = 22, 2
 CLASS_AXIS_PX = 400  # about the width of a class axis in half the page: more tick text than this is turned
 TURNED_TICK_DEGREES = -45  # crowded names then stand apart; at -30 neighbours touch
+TURNED_TICK_ROOM = 0.7  # the height a tick label turned by 45 degrees takes, per pixel of its length
+BARS_PX = 450  # Plotly's default height, which bars under level ticks have
 
 
 def _columns(char: str) -> int:
@@ -201,9 +203,13 @@ def grouped_bars(table: pd.DataFrame, columns: Sequence[str], *, title: str, y_t
     for column in columns:
         fig.add_bar(x=table["class"], y=table[column], name=column,
                     hovertemplate=f"%{{x}}<br>{column} %{{y:{'.3f' if share else 'd'}}}<extra></extra>")
-    _layout(fig, title=title, x_title="class", y_title=y_title)
+    names = list(table["class"])
+    x_axis = _class_x_axis(names)
+    # Turned ticks take their room from the plot: the figure grows by it, so the bars keep theirs.
+    height = BARS_PX + (int(TURNED_TICK_ROOM * _tick_room(names)) if x_axis["tickangle"] else 0)
+    _layout(fig, title=title, x_title="class", y_title=y_title, height=height)
     fig.update_layout(barmode="group")
-    fig.update_xaxes(**_class_x_axis(list(table["class"])))
+    fig.update_xaxes(**x_axis)
     if share:
         fig.update_yaxes(range=[0, 1.05])
     return fig

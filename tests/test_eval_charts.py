@@ -148,3 +148,9 @@ def test_heatmaps_take_the_theme_colours():
 
 def test_the_model_takes_the_first_colour_in_the_reliability_diagram():
     assert every_figure(NAMES)["reliability"].data[0].name == "model"
+
+
+def test_bars_under_turned_ticks_grow_by_the_room_the_ticks_take():
+    level = every_figure(["a", "b", "c"])["scores"].layout.height
+    assert level == ec.BARS_PX
+    assert every_figure(NAMES)["scores"].layout.height > level
