@@ -30,9 +30,12 @@ def _one_side(folder: str, run_id: str, label: str, column_key: str) -> None:
 
 
 def side_by_side(chosen: list[str], labels: dict[str, str]) -> None:
+    """Two of the chosen runs (two or more) evaluated next to each other."""
     st.subheader("Evaluation side by side", anchor=False)
-    if len(chosen) < 2:
-        st.caption("Pick two or more runs to see two of them evaluated next to each other.")
+    if not any(data.prediction_epochs(run_id) for run_id in chosen):
+        # One note rather than the same one under each of two pickers.
+        st.info("The chosen runs have no stored validation predictions yet: they appear after a run's first "
+                "validation (a loop of your own stores them with `run.log_predictions`).")
         return
     folder = data.runs_dir()
     left, right = st.columns(2, gap="large")

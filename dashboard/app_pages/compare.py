@@ -77,35 +77,43 @@ def metric_chart(chosen: list[str], labels: dict[str, str], metrics: pd.DataFram
         st.caption(" ".join(notes))
 
 
+def page_theme() -> str:
+    """"light" or "dark": the browser's, once it has said (the first draw of a session may not
+    know yet; the live part redraws within seconds), else the dashboard's configured theme."""
+    return st.context.theme.type or st.get_option("theme.base") or "light"
+
+
 def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.DataFrame,
                          choices: list[tuple[str, str]], configs: dict[str, dict[str, Any]]) -> None:
+    """Settings against the best validation metric (two or more runs)."""
     st.subheader("Hyperparameters", anchor=False)
-    if len(chosen) < 2:
-        st.caption("Pick two or more runs to see their settings against their best validation metric.")
-        return
     targets = [m for m in choices if m[0] == "val"]
     if not targets:
-        st.info("None of the chosen runs has validated yet; these views appear after their first validation.")
+        st.info("None of the chosen runs has validated yet; these views appear after their first validation "
+                "(a loop of your own logs it as `val/<name>`).")
         return
     target = st.selectbox("Against the best", targets, format_func=lambda m: charts.metric_title(*m),
                           key="compare_target")
+    metric = charts.metric_title(*target).lower()
     best = hyperparameter_charts.best_values(metrics, *target).dropna()
     scored = [run_id for run_id in chosen if run_id in best.index and configs[run_id]]
     if len(scored) < 2:
-        st.info(f"Fewer than two of the chosen runs have a {charts.metric_title(*target).lower()} and a "
-                "recorded config; pick runs that have validated at least once.")
+        st.info(f"Fewer than two of the chosen runs have a {metric} and a recorded config; pick runs that have "
+                "validated at least once.")
         return
     table = hyperparameter_charts.hyperparameter_table({run_id: configs[run_id] for run_id in scored})
     if table.columns.empty:
-        st.info("The chosen runs share every numeric, true/false and choice setting, so there is nothing to "
-                "plot against the metric. Pick runs whose settings differ (the config differences below).")
+        st.info(no_setting_to_plot(config_diff_table({labels[i]: configs[i] for i in scored})))
         return
     if len(scored) < len(chosen):
-        st.caption(f"{len(chosen) - len(scored)} of the chosen runs are left out: no "
-                   f"{charts.metric_title(*target).lower()} or no recorded config yet.")
-    st.plotly_chart(hyperparameter_charts.parallel_figure(table, best, target), key="compare-parcoords", width="stretch")
-    st.caption("One line per run, brighter for better runs; drag along an axis to keep only the runs within a "
-               "range. Settings that span 100× or more (learning rates) are on a log scale.")
+        st.caption(f"{len(chosen) - len(scored)} of the chosen runs are left out: no {metric} or no recorded "
+                   "config yet.")
+    st.plotly_chart(hyperparameter_charts.parallel_figure(table, best, target, theme=page_theme()),
+                    key="compare-parcoords", width="stretch")
+    better = "lower" if hyperparameter_charts.lower_is_better(target[1]) else "higher"
+    st.caption(f"One line per run, ending at its best {metric} on the last axis; the stronger its blue, the "
+               f"better the run ({better} is better), the greyer, the worse. Drag along an axis to keep only "
+               "the runs within a range. Settings that span 100× or more (learning rates) are on a log scale.")
     x_column, colour_column = st.columns(2)
     key = x_column.selectbox("Setting", list(table.columns), key="compare_scatter_key")
     colour_options = [None] + [k for k in table.columns if k != key]
@@ -115,12 +123,22 @@ def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.
                     key="compare-scatter", width="stretch")
 
 
+def no_setting_to_plot(differences: pd.DataFrame) -> str:
+    """Why no setting can be plotted against the metric, and what to do instead."""
+    if differences.empty:
+        return ("The chosen runs share every numeric, true/false and choice setting, so there is nothing to "
+                "plot against the metric: their differences come from chance alone. Pick runs whose settings "
+                "differ, or train one with a setting changed (`tiller train --set learning_rate=0.01`).")
+    keys = ", ".join(f"`{k}`" for k in differences["key"])
+    return (f"The chosen runs differ only in {keys}, which no axis can show (lists, free text, bookkeeping, or "
+            "keys only some runs have): see Config differences below.")
+
+
 def config_differences(chosen: list[str], labels: dict[str, str], configs: dict[str, dict[str, Any]]) -> None:
+    """The keys whose values differ between the chosen runs (two or more)."""
     st.subheader("Config differences", anchor=False)
     differences = config_diff_table({labels[i]: configs[i] for i in chosen})
-    if len(chosen) < 2:
-        st.caption("Pick two or more runs to see how their configs differ.")
-    elif differences.empty:
+    if differences.empty:
         st.caption("The chosen runs have the same config.")
     else:
         st.caption("Only the keys whose values differ; each run's config in force.")
@@ -137,14 +155,28 @@ def final_metrics(chosen: list[str], labels: dict[str, str], metrics: pd.DataFra
                        mime="text/csv", icon=":material/download:", on_click="ignore")
 
 
+def one_run_note(runs_in_folder: int) -> None:
+    """What a comparison of one run lacks, and how to get a second run to compare."""
+    if runs_in_folder > 1:
+        st.caption("Pick two or more runs to see their settings against their best validation metric, how "
+                   "their configs differ and their evaluations side by side.")
+    else:
+        st.info("This is the only run so far. Train another with a setting changed (e.g. `tiller train --set "
+                "learning_rate=0.01`) to compare their settings, configs and evaluations here.")
+
+
 @st.fragment(run_every=data.REFRESH_S)
 def live_comparison(chosen: list[str], labels: dict[str, str]) -> None:
     metrics = data.metrics(chosen)  # ended runs from a cache that never expires, live ones read afresh
     configs = {run_id: data.current_config(run_id) or {} for run_id in chosen}
     choices = metric_choices(metrics)
     metric_chart(chosen, labels, metrics, choices)
-    hyperparameter_views(chosen, labels, metrics, choices, configs)
-    config_differences(chosen, labels, configs)
+    if len(chosen) < 2:
+        one_run_note(len(labels))
+    elif choices:  # with no metric at all, the curves' note already says when these views fill in
+        hyperparameter_views(chosen, labels, metrics, choices, configs)
+    if len(chosen) >= 2:
+        config_differences(chosen, labels, configs)
     final_metrics(chosen, labels, metrics)
 
 
@@ -164,4 +196,5 @@ if not chosen:
 if len(chosen) == MAX_RUNS:
     st.caption(f"{MAX_RUNS} runs is the most one comparison shows; remove a run to add another.")
 live_comparison(chosen, labels)
-side_by_side(chosen, labels)
+if len(chosen) >= 2:
+    side_by_side(chosen, labels)
