@@ -30,6 +30,7 @@ SIDE_BY_SIDE_CLASSES = 8
 # no tooltip, so a name cut short stays cut; only a name longer than the widest is.
 CLASS_COLUMN_PX = (80, 360)
 COLUMN_PX, CELL_PADDING_PX = 8, 24  # about one column of table text (text_columns), and a cell's padding
+WHOLE_TABLE_ROWS = 40  # a table of one row per class shows whole up to this many rows, then scrolls
 
 
 # ------------------------------------------------------------------ picking
@@ -99,6 +100,12 @@ def class_column_px(names) -> int:
     return int(min(max(widest * COLUMN_PX + CELL_PADDING_PX, low), high))
 
 
+def per_class_height(rows: int) -> str:
+    """Whole, so the report's accuracy and averages under the classes are not scrolled out of
+    sight (Streamlit shows ten rows); a very long table scrolls."""
+    return "content" if rows <= WHOLE_TABLE_ROWS else "auto"
+
+
 def show_table(table: pd.DataFrame, class_columns: tuple[str, ...] = (), **kwargs) -> None:
     """``table`` with its fractional numbers to 3 decimals and a dash where one is not defined (0/0).
 
@@ -166,7 +173,7 @@ def show_report(folder: str, run_id: str, epoch: int) -> None:
     if note:
         st.info(md_escape(note))
     st.subheader("Classification report", anchor=False)
-    show_table(report, class_columns=("_index",), width="stretch")
+    show_table(report, class_columns=("_index",), width="stretch", height=per_class_height(len(report)))
 
 
 def show_confusion(folder: str, run_id: str, epoch: int, classes: int) -> None:
@@ -231,7 +238,8 @@ def show_per_class(folder: str, run_id: str, epoch: int) -> None:
         chart(radar, "eval-radar")
     st.caption("Sensitivity = recall, specificity = true-negative rate, PPV = precision, NPV = negative "
                "predictive value; – where the rate is 0/0 (no samples to take it over).")
-    show_table(rates.set_index("class"), class_columns=("_index",), width="stretch")
+    show_table(rates.set_index("class"), class_columns=("_index",), width="stretch",
+               height=per_class_height(len(rates)))
 
 
 def severity_editor(run_id: str, class_names: list[str]) -> np.ndarray:
