@@ -234,6 +234,31 @@ def _setting_axis(x: np.ndarray) -> dict[str, Any]:
     return dict(tickvals=ticks, ticktext=[_value_label(v) for v in ticks], range=[low - room, high + room])
 
 
+def _colour_scale(key: str, column: pd.Series) -> tuple[np.ndarray, dict[str, Any]]:
+    """Marker colours for a second setting and their colour bar. Learning rates spanning 100x or
+    more are coloured by their logarithm, or all but the largest would share one end's colour."""
+    shade, ticks, text = _encoded(column)
+    colorbar = dict(title=dict(text=key, side="right"))
+    if ticks is None and _spans_decades(shade):
+        ticks = _log_ticks(shade)
+        shade, text, ticks = np.log10(shade), [f"{t:g}" for t in ticks], np.log10(ticks).tolist()
+        colorbar["title"]["text"] = f"{key} (log)"
+    if ticks is not None:
+        colorbar.update(tickvals=ticks, ticktext=text)
+    return shade, colorbar
+
+
+def _label_positions(x: np.ndarray, scores: np.ndarray) -> list[str]:
+    """Each point's score label above it, but below it for the lowest of runs sharing a setting:
+    two runs with one value and close scores would otherwise print their labels over each other."""
+    positions = ["top center"] * len(x)
+    for value in set(x.tolist()):
+        shared = [i for i in range(len(x)) if x[i] == value]
+        if len(shared) > 1:
+            positions[min(shared, key=lambda i: scores[i])] = "bottom center"
+    return positions
+
+
 def hyperparameter_scatter(table: pd.DataFrame, best: pd.Series, target: tuple[str, str], key: str,
                            labels: Mapping[str, str], colour_key: str | None = None) -> go.Figure:
     """Best ``target`` value against ``key``; one colour per run (as on the curves), or by ``colour_key``.
@@ -248,22 +273,20 @@ def hyperparameter_scatter(table: pd.DataFrame, best: pd.Series, target: tuple[s
     hover = [f"{html.escape(n)}<br>{html.escape(key)}: {html.escape(_value_label(v))}<br>{title}: {s:.4g}"
              for n, v, s in zip(names, table[key], scores)]
     labelled = len(scores) <= LABELLED_UP_TO
-    point = dict(mode="markers+text" if labelled else "markers", textposition="top center", cliponaxis=False,
-                 hoverinfo="text")
+    positions = _label_positions(x, scores)
+    point = dict(mode="markers+text" if labelled else "markers", cliponaxis=False, hoverinfo="text")
     fig = go.Figure()
     if colour_key is None:
         # The colour each run has on the curves above, from its place among all chosen runs.
         position = {run_id: i for i, run_id in enumerate(labels)}
-        for run_id, name, xi, score, text in zip(table.index, names, x, scores, hover):
+        for run_id, name, xi, score, text, where in zip(table.index, names, x, scores, hover, positions):
             colour = RUN_COLOURS[position.get(run_id, 0) % len(RUN_COLOURS)]
             fig.add_scatter(x=[xi], y=[score], name=name, marker=dict(size=12, color=colour),
-                            text=[f"{score:.4g}"], hovertext=[text], **point)
+                            text=[f"{score:.4g}"], textposition=where, hovertext=[text], **point)
     else:
-        shade, shade_ticks, shade_text = _encoded(table[colour_key])
-        colorbar = dict(title=dict(text=colour_key, side="right"))
-        if shade_ticks is not None:
-            colorbar.update(tickvals=shade_ticks, ticktext=shade_text)
+        shade, colorbar = _colour_scale(colour_key, table[colour_key])
         fig.add_scatter(x=x, y=scores, showlegend=False, hovertext=hover, text=[f"{s:.4g}" for s in scores],
+                        textposition=positions,
                         marker=dict(size=12, color=shade, colorscale="Viridis", showscale=True, colorbar=colorbar,
                                     line=dict(width=1, color=POINT_OUTLINE)), **point)
     fig.update_layout(title=f"{title[:1].upper() + title[1:]} by {key}", xaxis_title=key, yaxis_title=title,

@@ -136,6 +136,13 @@ def test_hyperparameter_scatter_colours_by_a_second_key():
     assert list(points.marker.color) == [1, 0, 0]
     assert list(points.marker.colorbar.ticktext) == ["false", "true"]
     assert fig.layout.xaxis.type == "log"  # learning rates spanning 1000x
+    # Coloured by those learning rates, the colours follow their logarithm: 1e-3 sits between the
+    # others, not in one colour with 1e-4 at the far end from 1e-1.
+    fig = charts.hyperparameter_scatter(table, best, ("val", "loss"), "nesterov", {}, colour_key="learning_rate")
+    (points,) = fig.data
+    assert list(points.marker.color) == pytest.approx([-1, -3, -4])
+    assert list(points.marker.colorbar.ticktext) == ["0.0001", "0.001", "0.1"]
+    assert points.marker.colorbar.title.text == "learning_rate (log)"
 
 
 def labelled_ticks(axis) -> list[float]:
@@ -173,6 +180,13 @@ def test_hyperparameter_scatter_labels_few_points_with_their_score_and_ticks_eac
     assert list(fig.layout.xaxis.tickvals) == [32, 64]
     assert fig.layout.xaxis.range[0] < 32 and 64 < fig.layout.xaxis.range[1]
     assert fig.layout.legend.orientation == "h"  # above the plot, not a column eating its width
+
+
+def test_runs_sharing_a_setting_label_their_scores_apart():
+    table = charts.hyperparameter_table(configs({"optimizer": "SGD"}, {}, {}))  # r2 and r3 both Adam
+    best = pd.Series({"r1": 0.8, "r2": 0.94, "r3": 0.93})
+    fig = charts.hyperparameter_scatter(table, best, ("val", "accuracy"), "optimizer", {})
+    assert [t.textposition for t in fig.data] == ["top center", "top center", "bottom center"]
 
 
 def test_hyperparameter_scatter_drops_the_labels_when_they_would_collide():
