@@ -306,5 +306,6 @@ def threshold_figure(curve: pd.DataFrame, picked: Sequence[float]) -> go.Figure:
 
 
 def binary_outcome_heatmap(outcome: BinaryOutcome, class_names: Sequence[str], threshold: float) -> go.Figure:
+    # The threshold's class is in the slider's label above: a third of the page has no room for it here.
     return confusion_heatmap(outcome.matrix, class_names, normalised=False,
-                             title=f"Confusion matrix at p({class_label(class_names[1])}) ≥ {threshold:.2f} (samples)")
+                             title=f"Confusion matrix at threshold {threshold:.2f} (samples)")
