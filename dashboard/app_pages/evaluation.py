@@ -31,6 +31,7 @@ SIDE_BY_SIDE_CLASSES = 8
 CLASS_COLUMN_PX = (80, 360)
 COLUMN_PX, CELL_PADDING_PX = 8, 24  # about one column of table text (text_columns), and a cell's padding
 WHOLE_TABLE_ROWS = 40  # a table of one row per class shows whole up to this many rows, then scrolls
+SEVERITY_HEADER_COLUMNS = 12  # a severity column's header: the class name cut to this (text_columns)
 
 
 # ------------------------------------------------------------------ picking
@@ -248,7 +249,7 @@ def severity_editor(run_id: str, class_names: list[str]) -> np.ndarray:
                "classes apart they are). The diagonal is a correct prediction and always counts 0.")
     # Headers cut long names short (the full name is the header's tooltip): one long name would
     # otherwise take the editor's whole width.
-    columns = {name: st.column_config.NumberColumn(short_label(name, 12), help=name, min_value=0.0)
+    columns = {name: st.column_config.NumberColumn(short_label(name, SEVERITY_HEADER_COLUMNS), help=name, min_value=0.0)
                for name in class_names}
     columns["_index"] = st.column_config.TextColumn(width=class_column_px(class_names))
     edited = st.data_editor(default, key=f"eval_severity_{run_id}_{len(class_names)}", width="stretch",
