@@ -269,8 +269,10 @@ def steering_form(run_id: str, config: Mapping[str, Any], version: int,
                         with column:
                             submitted[key] = hot_key_input(key, config[key], info[key],
                                                            input_key(run_id, version, key))
-        reason = st.text_input("reason", placeholder="why: recorded with the change", max_chars=500,
-                               key=f"steer-{run_id}-reason")
+        reason_key = f"steer-{run_id}-reason"
+        if st.session_state.pop(_reason_sent_key(run_id), False):
+            st.session_state[reason_key] = ""  # it went with the change it explains
+        reason = st.text_input("reason", placeholder="why: recorded with the change", max_chars=500, key=reason_key)
         send = st.form_submit_button("Send changes", type="primary")
     if send:
         send_changes(run_id, version, config, submitted, reason.strip())
@@ -299,6 +301,13 @@ def send_changes(run_id: str, version: int, config: Mapping[str, Any], submitted
     # Followed by sent_change_status until the run has applied (or refused) it.
     st.session_state[_sent_key(run_id)] = SentChange(
         updates=dict(updates), before={key: config.get(key) for key in updates}, version=version, time=time.time())
+    # Drawn again with an empty reason (a widget's value can be set only before it is drawn).
+    st.session_state[_reason_sent_key(run_id)] = True
+    st.rerun()
+
+
+def _reason_sent_key(run_id: str) -> str:
+    return f"steer-reason-sent-{run_id}"
 
 
 # ------------------------------------------------------- after the form was sent
@@ -361,10 +370,9 @@ def form_freshness(run_id: str) -> None:
              if key in shown and value != drawn_config[key] and shown[key] != form_value(key, value)}
     if not stale:
         return
-    text, button = st.columns([4, 1], vertical_alignment="center")
-    text.warning(f"Since this form was drawn, the config changed ({md_escape(diff_text(stale))}, now "
-                 f"v{int(latest['version'])}). Only the values you change are sent.")
-    if button.button("Update the form", key=f"steer-update-{run_id}", width="stretch"):
+    st.warning(f"Since this form was drawn, the config changed ({md_escape(diff_text(stale))}, now "
+               f"v{int(latest['version'])}). Only the values you change are sent.")
+    if st.button("Show the config in force in the form", key=f"steer-update-{run_id}", icon=":material/refresh:"):
         st.rerun(scope="app")
 
 

@@ -147,6 +147,7 @@ def test_submit_sends_only_changed_keys_as_user(runs_store):
     assert written["learning_rate"] == 0.01 and written["batch_size"] == 64
     assert written["_change"]["source"] == "user" and written["_change"]["reason"] == "loss is flat"
     assert "Sent learning_rate 0.001 → 0.01 at " in texts(at.info) and "pending" in texts(at.info)
+    assert at.text_input(key="steer-mlp_20260101_000001-reason").value == ""  # it went with its change
     pending = next(d.value for d in at.dataframe if "requested" in d.value.columns)
     assert dict(zip(pending["key"], pending["requested"])) == {"batch_size": "64", "learning_rate": "0.01"}
 

@@ -31,6 +31,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 START_TIMEOUT_S = 90  # the demo's first run, Streamlit and Chromium start slowly on a loaded 2-core machine
 EPOCH_TIMEOUT_S = 60  # one ResNet epoch takes ~10 s on 2 cores; the browser slows it down
 UI_TIMEOUT_MS = 20_000  # the live parts of a page redraw every 2 s
+STILL_TIMEOUT_MS = 5_000  # waiting for a moment with no redraw under way, before a screenshot
 HIGH_LR = 0.05  # 50x the demo's 0.001: the ResNet's loss jumps, which the offline advisor calls divergence
 ADVICE_ROW_PX = 78  # dashboard.advisor_panel.ROW_HEIGHT
 GRID_HEADER_PX = 36  # Streamlit's data grid header row, border included
@@ -203,15 +204,21 @@ def lr_chart_of(page):
 
 
 def settled(page, charts: int) -> None:
-    """Wait until the page shows ``charts`` charts, no stale copies (before a screenshot)."""
+    """Wait until the page shows ``charts`` charts, no stale copies (before a screenshot); then,
+    for a few seconds at most, for a moment when no live part is redrawing (Streamlit fades the
+    elements a rerun has not redrawn yet, and a shot would show them faded)."""
     from playwright.sync_api import expect
 
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(charts)
+    try:
+        expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=STILL_TIMEOUT_MS)
+    except AssertionError:
+        pass  # the live parts kept redrawing: a faded part in the shot is all it costs
 
 
 def epoch_shown(page) -> int:
-    """The epoch in the Run page's progress bar ("Epoch 3/40"), 0 before it shows."""
-    texts = page.get_by_text(re.compile(r"^Epoch \d+/\d+$")).all_text_contents()
+    """The epoch in the Run page's progress bar ("Epoch 3/40 · 9.8 s per epoch · …"), 0 before it shows."""
+    texts = page.get_by_text(re.compile(r"^Epoch \d+/\d+( · |$)")).all_text_contents()
     return int(re.match(r"Epoch (\d+)", texts[0]).group(1)) if texts else 0
 
 
