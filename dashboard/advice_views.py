@@ -24,7 +24,7 @@ from trainer.advisor.service import split_change_id
 OFFLINE_ADVISOR = "the offline rule-based advisor"
 ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
 SUGGESTION_COLUMNS = ["apply", "#", "parameter", "current", "suggested", "reason", "status"]
-HANDLED_COLUMNS = ["sent", *SUGGESTION_COLUMNS[1:]]  # the same columns, with a read-only "was it sent" first
+SENT_MARK = "✓"
 # How an ended run's status reads after "the run": a change sent before it ended was never applied.
 ENDED_AS = {"finished": "finished", "failed": "failed", "stopped": "was stopped", "crashed": "crashed"}
 
@@ -185,10 +185,10 @@ def suggestion_rows(
     return rows
 
 
-def _table(first: str, ticks: list[bool], rows: list[SuggestionRow]) -> pd.DataFrame:
+def _table(first: str, marks: list[Any], rows: list[SuggestionRow]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            first: ticks,
+            first: marks,
             "#": [r.number for r in rows],
             "parameter": [r.parameter for r in rows],
             "current": [r.current for r in rows],
@@ -206,11 +206,12 @@ def suggestions_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
     return _table("apply", [False] * len(rows), rows)
 
 
-def handled_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
-    """The suggestions that cannot be ticked (sent, applied, refused, already in force), read-only:
-    ``sent`` says whether each went to the run, ``status`` what became of it."""
-    rows = [r for r in rows if not r.selectable]
-    return _table("sent", [r.sent for r in rows], rows)
+def status_table(rows: Iterable[SuggestionRow]) -> pd.DataFrame:
+    """A read-only table of ``rows`` (those that cannot be ticked: sent, applied, refused, already
+    in force; or all of an ended run's): ``sent`` is ✓ for those that went to the run (text, not
+    a checkbox that looks as if it could be ticked), ``status`` says what became of each."""
+    rows = list(rows)
+    return _table("sent", [SENT_MARK if r.sent else "" for r in rows], rows)
 
 
 def ticked(rows: list[SuggestionRow], edited: pd.DataFrame) -> list[int]:

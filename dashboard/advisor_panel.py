@@ -159,37 +159,45 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
             return
         rows = views.suggestion_rows(record, config, versions, _waiting_values(run_id, config),
                                      run_status=run.get("status", ""), epochs_done=epochs_done(run) if run else None)
-        handled_suggestions(views.handled_table(rows))
-        open_rows = [r for r in rows if r.selectable]
-        if open_rows:
-            apply_form(run_id, record, run, open_rows)
+        ended = ended_explanation(run.get("status", ""), run_id)
+        # An ended run takes no change: every suggestion is listed read-only, none has a box to tick.
+        read_only = rows if ended else [r for r in rows if not r.selectable]
+        open_rows = [] if ended else [r for r in rows if r.selectable]
+        status_table(views.status_table(read_only))
+        if ended:
+            st.caption(f"{ended} Applying is off; asking still works, as advice on an ended run is still "
+                       "worth reading.")
+        elif open_rows:
+            apply_form(run_id, record, open_rows)
         else:
             st.caption("Every suggestion of this advice is sent, applied or cannot be applied; ask again for "
                        "new advice once the run has trained on.")
         _flash(f"apply-message-{record.id}", keep_s=MESSAGE_KEEP_S)
 
 
-def _column_config(first: str, help_text: str) -> dict[str, Any]:
+def _column_config(first: str, column: Mapping[str, Any]) -> dict[str, Any]:
+    """The suggestion tables' columns: ``first`` (apply, or sent) as ``column``, then the same widths in both."""
     return {
-        first: st.column_config.CheckboxColumn(first, width=COLUMN_WIDTHS[first], help=help_text),
+        first: column,
         "#": st.column_config.NumberColumn("#", width=COLUMN_WIDTHS["#"]),
         **{name: st.column_config.TextColumn(name, width=COLUMN_WIDTHS[name])
            for name in ("parameter", "current", "suggested", "reason", "status")},
     }
 
 
-def handled_suggestions(table: pd.DataFrame) -> None:
-    """The suggestions that cannot be ticked, read-only: sent (waiting or applied), refused, in force.
+def status_table(table: pd.DataFrame) -> None:
+    """Suggestions that cannot be ticked, read-only: sent (waiting or applied), refused, in force.
     Above the editor, so the table of what can still be sent stays where the ticking happens."""
     if table.empty:
         return
     st.dataframe(table, hide_index=True, width="stretch", row_height=ROW_HEIGHT,
-                 column_config=_column_config("sent", "Sent to the run: its status says whether it is applied yet."))
+                 column_config=_column_config("sent", st.column_config.TextColumn(
+                     "sent", width=COLUMN_WIDTHS["sent"], alignment="center",
+                     help="✓: sent to the run; its status says if it applied.")))
 
 
-def apply_form(run_id: str, record: AdviceRecord, run: Mapping[str, Any], rows: list[views.SuggestionRow]) -> None:
+def apply_form(run_id: str, record: AdviceRecord, rows: list[views.SuggestionRow]) -> None:
     """The suggestions that can be sent, each with a box to tick, and the button that sends them."""
-    ended = ended_explanation(run.get("status", ""), run_id)
     generation = st.session_state.get(f"apply-generation-{record.id}", 0)
     # The rows in the key: ticks are kept by row position, so when a suggestion leaves or
     # rejoins this table (sent, or sent again elsewhere) the editor starts afresh rather
@@ -197,19 +205,16 @@ def apply_form(run_id: str, record: AdviceRecord, run: Mapping[str, Any], rows: 
     numbers = "_".join(str(r.number) for r in rows)
     edited = st.data_editor(
         views.suggestions_table(rows), key=f"advice-{record.id}-{generation}-{numbers}", hide_index=True,
-        width="stretch", disabled=True if ended else views.SUGGESTION_COLUMNS[1:], row_height=ROW_HEIGHT,
-        column_config=_column_config("apply", "Tick the suggestions to send to the run."),
+        width="stretch", disabled=views.SUGGESTION_COLUMNS[1:], row_height=ROW_HEIGHT,
+        column_config=_column_config("apply", st.column_config.CheckboxColumn(
+            "apply", width=COLUMN_WIDTHS["apply"], help="Tick the suggestions to send to the run.")),
     )
     chosen = views.ticked(rows, edited)
-    clicked = st.button("Apply selected at next epoch", type="primary", key=f"apply-{record.id}",
-                        disabled=bool(ended) or not chosen)
-    if ended:
-        st.caption(f"{ended} Applying is off; asking still works, as advice on an ended run is still "
-                   "worth reading.")
-    elif not chosen:
+    clicked = st.button("Apply selected at next epoch", type="primary", key=f"apply-{record.id}", disabled=not chosen)
+    if not chosen:
         st.caption("Tick the suggestions to apply. They go to the run's live config file with source llm "
                    "and take effect at the next epoch boundary.")
-    if clicked and chosen and not ended:
+    if clicked and chosen:
         apply_now(run_id, record, chosen)
 
 

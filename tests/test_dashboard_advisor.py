@@ -150,7 +150,7 @@ def test_apply_selected_writes_the_llm_change_with_its_id(runs_store):
     assert f"as change {record.id}#2 (source llm)" in texts(at.success)
     # The sent suggestion leaves the editor: it reads pending, with no box to tick again.
     sent = handled(at)
-    assert sent[["sent", "#", "parameter"]].values.tolist() == [[True, 2, chosen.parameter]]
+    assert sent[["sent", "#", "parameter"]].values.tolist() == [["✓", 2, chosen.parameter]]
     assert sent["status"].tolist() == ["⏳ sent, pending: applies once epoch 7 finishes"]
     table = editor(at, record.id).value
     assert 2 not in table["#"].tolist() and 1 in table["#"].tolist()
@@ -188,7 +188,7 @@ def test_a_refused_suggestion_cannot_be_applied(runs_store):
     at = run_page(RUN)
     # The refused suggestion is listed with why, and has no box to tick.
     refused = handled(at)
-    assert refused["#"].tolist() == [1] and refused["sent"].tolist() == [False]
+    assert refused["#"].tolist() == [1] and refused["sent"].tolist() == [""]
     assert refused["status"][0].startswith("⛔ refused: model_name: fixed for the life of the run")
     assert editor(at, record.id).value["#"].tolist() == [2]
     tick(at, record.id, [0])
@@ -264,9 +264,10 @@ def test_an_ended_run_can_be_asked_about_but_not_changed(runs_store):
     at = ask_on_page(run_page(RUN))
     assert not at.exception
     [record] = [AdviceRecord.from_row(r) for r in runs_store.advice(RUN).to_dict("records")]
-    assert editor(at, record.id).proto.disabled  # no box can be ticked
-    tick(at, record.id, [0])
-    assert button(at, "Apply selected at next epoch").disabled
+    # Every suggestion is listed, read-only: no box to tick, no button to send.
+    assert handled(at)["#"].tolist() == [s.number for s in record.suggestions]
+    assert not [e for e in at.data_editor if e.key.startswith(f"advice-{record.id}-")]
+    assert not [b for b in at.button if b.label == "Apply selected at next epoch"]
     assert "Applying is off; asking still works" in texts(at.caption)
 
 
@@ -411,8 +412,9 @@ def test_suggestion_rows_say_what_became_of_each_suggestion():
     assert status[6] == ("valid · the run has 25 now", True, False)
     # The editor offers the two that can be sent; the others are listed apart, read-only.
     assert views.suggestions_table(rows)["#"].tolist() == [5, 6]
-    assert views.handled_table(rows)[["sent", "#"]].values.tolist() == [[True, 1], [False, 2], [True, 3],
-                                                                         [False, 4], [True, 7]]
+    done = [r for r in rows if not r.selectable]
+    assert views.status_table(done)[["sent", "#"]].values.tolist() == [["✓", 1], ["", 2], ["✓", 3], ["", 4],
+                                                                        ["✓", 7]]
 
 
 def test_a_suggestion_waiting_under_another_change_note_reads_sent():
