@@ -181,9 +181,21 @@ MIGRATIONS = [
 
 
 def migrate(db: sqlite_utils.Database) -> None:
-    """Bring ``db`` up to the newest schema, one transaction per migration."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for index, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+    """Bring ``db`` up to the newest schema, one transaction per migration.
+
+    Several processes often open a new database in the same instant (the demo's
+    trainer and its dashboard): each migration takes the write lock *before* it
+    reads the version, so a process that waited for another's migration sees it
+    done instead of running it again ("table … already exists").
+    """
+    while _schema_version(db) < len(MIGRATIONS):
         with db.conn:
-            migration(db)
-            db.execute(f"PRAGMA user_version = {index}")
+            db.execute("BEGIN IMMEDIATE")  # waits (busy timeout) for a migration under way elsewhere
+            version = _schema_version(db)
+            if version < len(MIGRATIONS):
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _schema_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]

@@ -1,9 +1,11 @@
 import sqlite3
+import threading
 import time
 
 import pytest
 
 from store import HEARTBEAT_TIMEOUT_S, RunNotFound, Store
+from store.db import connect
 from store.migrations import MIGRATIONS
 
 
@@ -18,6 +20,31 @@ def test_reopening_does_not_migrate_twice(tmp_path):
     Store(tmp_path).close()
     again = Store(tmp_path)  # would fail with "table runs already exists"
     assert again.runs().empty
+
+
+def test_connections_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    # The demo's trainer and the dashboard often create the same database in the same
+    # instant: each must wait for the other's migration and see it done, not redo it.
+    for attempt in range(5):
+        path = tmp_path / f"try{attempt}" / "runs.db"
+        start = threading.Barrier(4)
+        outcomes = []
+
+        def open_at_once():
+            start.wait()
+            try:
+                db = connect(path)
+                outcomes.append(db.execute("PRAGMA user_version").fetchone()[0])
+                db.conn.close()
+            except Exception as exc:  # recorded, so the assertion shows what went wrong
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == [len(MIGRATIONS)] * 4
 
 
 def test_context_manager_marks_finished(store):
