@@ -174,6 +174,7 @@ def screenshot(page, folder: Path, name: str, clip_to=None) -> Path:
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height), 8000)})
     # Two animation frames: the grids and charts have laid themselves out at the new size.
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    wait_until_still(page)
     path = folder / f"{name}.png"
     clip = None
     if clip_to is not None:
@@ -182,6 +183,17 @@ def screenshot(page, folder: Path, name: str, clip_to=None) -> Path:
     page.screenshot(path=path, full_page=clip is None, clip=clip, animations="disabled")
     page.set_viewport_size(VIEWPORT)
     return path
+
+
+def wait_until_still(page) -> None:
+    """For a few seconds at most, wait for a moment when no live part of the page is redrawing:
+    Streamlit fades the elements a rerun has not redrawn yet, and a shot would show them faded."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=STILL_TIMEOUT_MS)
+    except AssertionError:
+        pass  # the live parts kept redrawing: a faded part in the shot is all it costs
 
 
 def grid_rows(grid) -> list[list[str]]:
@@ -204,16 +216,10 @@ def lr_chart_of(page):
 
 
 def settled(page, charts: int) -> None:
-    """Wait until the page shows ``charts`` charts, no stale copies (before a screenshot); then,
-    for a few seconds at most, for a moment when no live part is redrawing (Streamlit fades the
-    elements a rerun has not redrawn yet, and a shot would show them faded)."""
+    """Wait until the page shows ``charts`` charts, no stale copies (before a screenshot)."""
     from playwright.sync_api import expect
 
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(charts)
-    try:
-        expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=STILL_TIMEOUT_MS)
-    except AssertionError:
-        pass  # the live parts kept redrawing: a faded part in the shot is all it costs
 
 
 def epoch_shown(page) -> int:

@@ -45,12 +45,12 @@ HISTORY_COLUMNS = {
     "from epoch": st.column_config.NumberColumn(width="small"),
     "source": st.column_config.TextColumn(width="small"),
     "changes": st.column_config.TextColumn(width="medium"),
-    "reason": st.column_config.TextColumn(width="large"),
-    "request": st.column_config.TextColumn(width="small"),
+    "reason": st.column_config.TextColumn(width="medium"),
+    "request": st.column_config.TextColumn(width="medium"),  # adv_20261124_042147_b361#1
     "recorded": st.column_config.TextColumn(width="medium"),
 }
 HISTORY_WRAP_PX = 66
-HISTORY_TEXT_FITS = 40  # characters that fit a row of the changes column (medium, 200 px)
+HISTORY_TEXT_FITS = 30  # characters that fit one line of a medium (200 px) column
 
 
 class PageShape(NamedTuple):
@@ -196,12 +196,20 @@ def live_history(run_id: str) -> None:
     if not versions.empty:
         st.subheader("Config history", anchor=False)
         table = versions_table(versions, tz)
-        long_text = any(len(text) > HISTORY_TEXT_FITS for text in [*table["changes"], *table["reason"]])
+        long_text = any(len(text) > HISTORY_TEXT_FITS
+                        for text in [*table["changes"], *table["reason"], *table["request"]])
         st.dataframe(table, hide_index=True, width="stretch", row_height=HISTORY_WRAP_PX if long_text else None,
                      column_config=HISTORY_COLUMNS)
         run = data.run_record(run_id)
         if run is not None:
             revert_controls(run_id, run, versions)
+
+
+# A fragment of its own, quick to redraw: the events are not held faded (Streamlit fades what a
+# rerun has not redrawn yet) while the history's revert controls redraw on a busy machine.
+@st.fragment(run_every=data.REFRESH_S)
+def live_events(run_id: str) -> None:
+    tz = user_timezone()
     st.subheader("Events", anchor=False)
     events = data.events(run_id, EVENTS_SHOWN)
     if events.empty:
@@ -248,3 +256,4 @@ if shape.has_config:
     advisor_section(run_id)
     reports_section(run_id)
 live_history(run_id)
+live_events(run_id)
