@@ -21,7 +21,7 @@ import streamlit as st
 from dashboard import advice_views as views
 from dashboard import data
 from dashboard.display import (
-    diff_text, ended_explanation, epochs_done, is_live, local_time, md_escape, user_timezone,
+    diff_text, ended_explanation, epochs_done, is_live, local_clock, local_time, md_escape, user_timezone,
 )
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor import llm
@@ -256,18 +256,27 @@ def earlier_advice(run_id: str, records: list[AdviceRecord]) -> None:
 # ----------------------------------------------------------------- autopilot
 
 
+def _autopilot_feedback_key(run_id: str) -> str:
+    return f"autopilot-feedback-{run_id}"
+
+
 def _turn_autopilot_off(run_id: str, config: Mapping[str, Any]) -> None:
+    # A callback of a button inside a fragment must not draw (Streamlit warns): it keeps
+    # the toast's text and the fragment shows it as it redraws.
     status = data.fresh_run_record(run_id)["status"]
     if not is_live(status):
-        st.toast(f"Nothing sent: the run is {status}.")
+        st.session_state[_autopilot_feedback_key(run_id)] = f"Nothing sent: the run is {status}."
         return
     request_change(data.live_config_path(run_id), {"autopilot": False}, source="user",
                    reason="autopilot turned off from the dashboard", fallback=config)
-    st.toast("Autopilot off requested: it stops at the next epoch boundary.")
+    st.session_state[_autopilot_feedback_key(run_id)] = "Autopilot off requested: it stops at the next epoch boundary."
 
 
 @st.fragment(run_every=data.REFRESH_S)
 def autopilot_status(run_id: str) -> None:
+    feedback = st.session_state.pop(_autopilot_feedback_key(run_id), None)
+    if feedback:
+        st.toast(feedback)
     run, config = data.run_record(run_id), data.current_config(run_id)
     if run is None or not config:
         return
@@ -335,14 +344,15 @@ def _revert(run_id: str, version: int) -> None:
     config = data.store().current_config(run_id)
     pairs = {k: [config.get(k), v] for k, v in updates.items()}
     _flash(key, "success", f"Sent the revert of v{version} ({md_escape(diff_text(pairs))}) at "
-                           f"{time.strftime('%H:%M:%S')}. It applies at the next epoch boundary.")
+                           f"{local_clock(time.time(), user_timezone())}. It applies at the next epoch boundary.")
 
 
 def revert_controls(run_id: str, run: Mapping[str, Any], versions: pd.DataFrame) -> None:
     """Pick a config version and go back to the one before it (call inside the history fragment)."""
     choices = views.revert_choices(versions)
     if not choices:
-        st.caption("Once the run has a second config version, any version can be reverted from here.")
+        st.caption("Once the run has a second config version, any version can be reverted from here."
+                   if is_live(run["status"]) else "The run kept its first config: nothing to revert.")
         return
     pick, action = st.columns([4, 2], vertical_alignment="bottom")
     version = pick.selectbox("Revert a change", choices, key=f"revert-pick-{run_id}",

@@ -24,15 +24,6 @@ STATUS_ICONS = {
     "crashed": "💥",
 }
 
-EMPTY_STATE = """
-**No runs yet in this folder.** Start one from a terminal:
-
-- `tiller demo` trains two models on built-in data and opens this dashboard, or
-- `tiller train --config CONFIG.json` (or `--set key=value ...`) trains your own config.
-
-New runs appear here within a couple of seconds.
-"""
-
 # Why a run cannot be steered now, shown instead of an enabled form.
 _RESUME = "`tiller resume {run_id}` in a terminal continues it from its last checkpoint."
 ENDED_EXPLANATIONS = {
@@ -164,9 +155,40 @@ def run_labels(runs: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def start_commands(folder: str) -> str:
+    """Markdown bullets: commands that start a run writing to ``folder``.
+
+    Each names the folder: a run started without ``--runs-dir`` writes to ``./runs`` of
+    wherever it starts, which is this dashboard's folder only by chance.
+    """
+    return (f"- `tiller train --runs-dir {folder} --set model_name=mlp` trains a small model on scikit-learn's "
+            f"built-in digits (`--config CONFIG.json` or more `--set key=value` for your own), or\n"
+            f"- `tiller demo --runs-dir {folder} --port 8502` trains the demo's two runs and serves a dashboard "
+            f"of its own on port 8502 (this one shows them too).\n")
+
+
+def empty_state(folder: str) -> str:
+    """What to do while ``folder`` holds no run."""
+    return (f"**No runs yet in this folder.** Start one from a terminal:\n\n{start_commands(folder)}\n"
+            f"New runs appear here within a couple of seconds; `TILLER_RUNS_DIR={folder}` works instead of "
+            f"`--runs-dir`.")
+
+
+def zone_note(tz_name: str | None) -> str:
+    """Which zone the times are in: the browser's, named as it names it (``Asia/Shanghai``), or,
+    when the browser gave none that is known here, the server's, as ``local_time`` falls back."""
+    if tz_name:
+        try:
+            ZoneInfo(tz_name)
+            return f"times in {tz_name}, your browser's time zone"
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return f"times in the server's time zone, {datetime.now().astimezone().tzname()}"
+
+
 @st.fragment(run_every=data.REFRESH_S)
 def wait_for_first_run() -> None:
     """The empty state; reloads the page as soon as a run exists."""
     if not data.runs().empty:
         st.rerun(scope="app")
-    st.info(EMPTY_STATE)
+    st.info(empty_state(data.runs_dir()))

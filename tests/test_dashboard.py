@@ -90,12 +90,6 @@ def test_runs_page_shows_no_name_for_a_run_named_after_its_id(runs_store):
     assert list(at.dataframe[0].value["name"]) == [""]
 
 
-def test_runs_page_empty_state_says_how_to_start(runs_store):
-    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S).run()
-    assert not at.exception
-    assert "tiller demo" in texts(at.info) and "tiller train --config" in texts(at.info)
-
-
 # ------------------------------------------------------------------- run page
 
 

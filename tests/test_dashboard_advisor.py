@@ -4,6 +4,7 @@ and the pure helpers behind it (``dashboard.advice_views``)."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pandas as pd
@@ -13,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import advice_views as views
 from store import Store
-from tests.test_dashboard import button, live_file, run_page, texts
+from tests.test_dashboard import LogRecords, button, live_file, run_page, texts
 from trainer.advisor import AdviceRecord, CheckedSuggestion, ask
 from trainer.advisor.types import Advice, Suggestion
 from trainer.config import TrainConfig
@@ -345,8 +346,15 @@ def test_autopilot_off_button_writes_autopilot_false(runs_store):
     at = run_page(RUN)
     assert "asks the advisor (Claude if the trainer has `ANTHROPIC_API_KEY`, else the offline rules) every 2 " \
            "epochs, at most 3 changes in the run, lr ×/÷4 per step" in "\n".join(m.value for m in at.markdown)
-    button(at, "Turn autopilot off").click().run()
+    warnings = LogRecords()
+    logging.getLogger("streamlit").addHandler(warnings)
+    try:
+        button(at, "Turn autopilot off").click().run()
+    finally:
+        logging.getLogger("streamlit").removeHandler(warnings)
     assert not at.exception
+    assert "Autopilot off requested" in texts(at.toast)
+    assert not [m for m in warnings.messages if "callback that displays" in m]  # the fragment shows it
     live = written(runs_store)
     assert live["autopilot"] is False
     assert live["_change"]["source"] == "user" and "autopilot turned off" in live["_change"]["reason"]

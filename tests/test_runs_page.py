@@ -49,7 +49,7 @@ def test_an_empty_folder_says_how_to_start_a_run_that_writes_to_it(runs_store, t
     at = runs_page()
     assert not at.exception
     info = texts(at.info)
-    assert "No runs yet in this folder" in info and "tiller demo" in info
+    assert "No runs yet in this folder" in info and "tiller demo" in info and "--port 8502" in info
     assert f"--runs-dir {tmp_path}" in info
 
 
@@ -71,3 +71,13 @@ def test_a_missing_folder_is_named_not_created_and_fills_in_when_a_run_starts(tm
     st.cache_data.clear()  # as the 2 s refresh interval passing
     at.run()
     assert not at.exception and list(at.dataframe[0].value["open"]) == ["run?run=first"]
+
+
+def test_the_run_page_header_gives_its_times_in_the_browsers_zone_and_says_so(runs_store):
+    runs_store.create_run(model="mlp", dataset="digits", run_id="new_year")
+    runs_store.update_run("new_year", status="finished", updated=NEW_YEAR_2026_UTC)
+    at = AppTest.from_file(str(PAGE.parent / "run.py"), default_timeout=TIMEOUT_S)
+    at.context["timezone"] = "Asia/Shanghai"
+    at.query_params["run"] = "new_year"
+    header = texts(at.run().caption)
+    assert "last update 2026-01-01 08:00:00 · times in Asia/Shanghai, your browser's time zone" in header

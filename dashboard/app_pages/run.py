@@ -21,7 +21,7 @@ from dashboard import charts, data
 from dashboard.advisor_panel import advisor_section, reports_section, revert_controls
 from dashboard.display import (
     ended_explanation, epochs_done, is_live, local_time, md_escape, progress_line, status_label, user_timezone,
-    wait_for_first_run,
+    wait_for_first_run, zone_note,
 )
 from dashboard.run_picker import pick_run
 from dashboard.steering_widgets import control_buttons, show_pending, steering_form
@@ -71,7 +71,7 @@ def show_header(run: dict, config: dict | None, pending: dict | None, metrics: p
     st.badge(status_label(run["status"]), color=STATUS_COLORS.get(run["status"], "gray"))
     st.caption(
         f"{md_escape(run['id'])} · {md_escape(run['model'])} on {md_escape(run['dataset'])} · "
-        f"started {local_time(run['created'], tz)} · last update {local_time(run['updated'], tz)}"
+        f"started {local_time(run['created'], tz)} · last update {local_time(run['updated'], tz)} · {zone_note(tz)}"
     )
     total = run["num_epochs"]
     if not pd.isna(total) and total:

@@ -1,13 +1,11 @@
 """Runs page: every run in the folder, newest first, refreshed live."""
 
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
 from dashboard import data
-from dashboard.display import EMPTY_STATE, is_live, md_escape, user_timezone
+from dashboard.display import empty_state, start_commands, is_live, md_escape, user_timezone, zone_note
 from dashboard.tables import runs_table
 
 COLUMNS = {
@@ -24,28 +22,14 @@ st.title("Runs")
 st.caption(f"Runs folder: {md_escape(data.runs_dir())}")
 
 
-def zone_note(tz_name: str | None) -> str:
-    """Which zone the times are in: the browser's, named as it names it (``Asia/Shanghai``), or,
-    when the browser gave none that is known here, the server's, as ``local_time`` falls back."""
-    if tz_name:
-        try:
-            ZoneInfo(tz_name)
-            return f"times in {tz_name}, your browser's time zone"
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return f"times in the server's time zone, {datetime.now().astimezone().tzname()}"
-
-
 def no_runs_text(folder: str) -> str:
     """What to do while the folder lists no runs: start one, writing to this folder."""
     if not Path(folder).is_dir():
         return (f"**There is no folder `{folder}` yet.** The first run that writes to it creates it:\n\n"
-                f"- `tiller demo --runs-dir {folder}` trains two models on built-in data, or\n"
-                f"- `tiller train --runs-dir {folder} --config CONFIG.json` trains your own config.\n\n"
+                f"{start_commands(folder)}\n"
                 "The run appears here within a couple of seconds. Meant another folder? Start the dashboard "
                 "again with `tiller dashboard --runs-dir FOLDER`.")
-    return (EMPTY_STATE + f"\nRuns started elsewhere write to this folder with `--runs-dir {folder}` "
-            f"(or `TILLER_RUNS_DIR={folder}`).")
+    return empty_state(folder)
 
 
 def remember_selected_run() -> None:
