@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from dashboard.display import diff_text, local_time, md_escape, value_text
+from dashboard.labels import short_label
 from trainer.advisor.service import split_change_id
 
 OFFLINE_ADVISOR = "the offline rule-based advisor"
@@ -152,6 +153,7 @@ def suggestion_rows(
     ``run_status`` and ``epochs_done`` say when a waiting suggestion applies.
     """
     waiting = waiting or {}
+    applied = applied_in(versions, record.id)
     rows = []
     for s in record.suggestions:
         in_force = s.parameter in config_now and _same(config_now[s.parameter], s.suggested_value)
@@ -168,7 +170,6 @@ def suggestion_rows(
             status = "already the run's value: nothing to send"
         else:
             selectable = True
-            applied = applied_in(versions, record.id)
             if s.number in applied:
                 status = f"applied as v{applied[s.number][0]}, changed since: can be sent again"
             else:
@@ -284,7 +285,7 @@ def revert_choices(versions: pd.DataFrame) -> list[int]:
 def version_label(versions: pd.DataFrame, version: int, width: int = 90) -> str:
     row = versions[versions["version"] == version].iloc[0]
     text = f"v{version} · from epoch {int(row['epoch'])} · {row['source']}: {diff_text(row['diff']) or 'no change'}"
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return short_label(text, width)
 
 
 def revert_table(updates: Mapping[str, Any], config_now: Mapping[str, Any]) -> pd.DataFrame:

@@ -21,7 +21,8 @@ import streamlit as st
 from dashboard import advice_views as views
 from dashboard import data
 from dashboard.display import (
-    diff_text, ended_explanation, epochs_done, is_live, local_clock, local_time, md_escape, user_timezone,
+    diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, local_time, md_escape,
+    show_kept_toast, user_timezone,
 )
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor import llm
@@ -256,27 +257,20 @@ def earlier_advice(run_id: str, records: list[AdviceRecord]) -> None:
 # ----------------------------------------------------------------- autopilot
 
 
-def _autopilot_feedback_key(run_id: str) -> str:
-    return f"autopilot-feedback-{run_id}"
-
-
 def _turn_autopilot_off(run_id: str, config: Mapping[str, Any]) -> None:
-    # A callback of a button inside a fragment must not draw (Streamlit warns): it keeps
-    # the toast's text and the fragment shows it as it redraws.
+    # The button lives in autopilot_status's fragment: the feedback is kept for it to show.
     status = data.fresh_run_record(run_id)["status"]
     if not is_live(status):
-        st.session_state[_autopilot_feedback_key(run_id)] = f"Nothing sent: the run is {status}."
+        keep_toast(f"autopilot-{run_id}", f"Nothing sent: the run is {status}.")
         return
     request_change(data.live_config_path(run_id), {"autopilot": False}, source="user",
                    reason="autopilot turned off from the dashboard", fallback=config)
-    st.session_state[_autopilot_feedback_key(run_id)] = "Autopilot off requested: it stops at the next epoch boundary."
+    keep_toast(f"autopilot-{run_id}", "Autopilot off requested: it stops at the next epoch boundary.")
 
 
 @st.fragment(run_every=data.REFRESH_S)
 def autopilot_status(run_id: str) -> None:
-    feedback = st.session_state.pop(_autopilot_feedback_key(run_id), None)
-    if feedback:
-        st.toast(feedback)
+    show_kept_toast(f"autopilot-{run_id}")
     run, config = data.run_record(run_id), data.current_config(run_id)
     if run is None or not config:
         return

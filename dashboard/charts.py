@@ -115,6 +115,11 @@ def _later_versions(versions: pd.DataFrame) -> list[dict[str, Any]]:
     return [] if versions.empty else versions[versions["version"] > 1].to_dict("records")
 
 
+def _applied_and_pending(changes: list[dict[str, Any]], logged_up_to: int) -> tuple[list[dict], list[dict]]:
+    """The changes in force from a logged epoch, and those whose epoch is not logged yet."""
+    return ([c for c in changes if c["epoch"] <= logged_up_to], [c for c in changes if c["epoch"] > logged_up_to])
+
+
 def run_epoch_range(metrics: pd.DataFrame, versions: pd.DataFrame) -> tuple[int, int]:
     """The epochs the Run page's charts show, the same on each: from the first logged to the
     last logged, or to a change recorded for an epoch not logged yet (the one in progress)."""
@@ -168,8 +173,7 @@ def lr_figure(metrics: pd.DataFrame, versions: pd.DataFrame, max_points: int = D
                    name="learning rate", hovertemplate="%{y:.3~g}")]
     changes = _later_versions(versions)
     logged_up_to = int(metrics["epoch"].max()) if not metrics.empty else 0
-    applied = [c for c in changes if c["epoch"] <= logged_up_to]
-    pending = [c for c in changes if c["epoch"] > logged_up_to]
+    applied, pending = _applied_and_pending(changes, logged_up_to)
     if applied:
         # Markers at the lr each version set, so hovering the curve shows the change too.
         traces.append(_lr_change_markers(applied, name="config change", symbol="diamond"))
@@ -313,8 +317,7 @@ def _change_markers(curve: pd.DataFrame, versions: pd.DataFrame, label: str, run
     if not changes or not drawn.any():
         return []
     line_epochs, line_values = curve["epoch"].to_numpy()[drawn], curve["value"].to_numpy()[drawn]
-    applied = [change for change in changes if change["epoch"] <= logged_up_to]
-    pending = [change for change in changes if change["epoch"] > logged_up_to]
+    applied, pending = _applied_and_pending(changes, logged_up_to)
     traces = []
     if applied:
         epochs = [change["epoch"] for change in applied]

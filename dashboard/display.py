@@ -83,11 +83,16 @@ def local_clock(seconds: float | None, tz_name: str | None = None) -> str:
 def _local_moment(seconds: float | None, tz_name: str | None) -> datetime | None:
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return None
-    try:
-        zone = ZoneInfo(tz_name) if tz_name else None
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = None
+    zone = _known_zone(tz_name)
     return datetime.fromtimestamp(seconds, zone) if zone else datetime.fromtimestamp(seconds).astimezone()
+
+
+def _known_zone(tz_name: str | None) -> ZoneInfo | None:
+    """The zone named ``tz_name``, if this machine knows it; else ``None`` (the server's zone is used)."""
+    try:
+        return ZoneInfo(tz_name) if tz_name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def duration_text(seconds: float) -> str:
@@ -177,13 +182,23 @@ def empty_state(folder: str) -> str:
 def zone_note(tz_name: str | None) -> str:
     """Which zone the times are in: the browser's, named as it names it (``Asia/Shanghai``), or,
     when the browser gave none that is known here, the server's, as ``local_time`` falls back."""
-    if tz_name:
-        try:
-            ZoneInfo(tz_name)
-            return f"times in {tz_name}, your browser's time zone"
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
+    if _known_zone(tz_name):
+        return f"times in {tz_name}, your browser's time zone"
     return f"times in the server's time zone, {datetime.now().astimezone().tzname()}"
+
+
+# A button's callback inside a fragment must not draw (Streamlit warns that the element lands
+# at the top of the app): it keeps its toast, and the fragment shows it as it redraws.
+def keep_toast(key: str, text: str) -> None:
+    """From a callback: keep ``text`` for ``show_kept_toast(key)``."""
+    st.session_state[f"toast-{key}"] = text
+
+
+def show_kept_toast(key: str) -> None:
+    """In the fragment, as it redraws: the toast a callback kept under ``key``, once."""
+    text = st.session_state.pop(f"toast-{key}", None)
+    if text:
+        st.toast(text)
 
 
 @st.fragment(run_every=data.REFRESH_S)

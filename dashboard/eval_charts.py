@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import math
-import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.eval_metrics import MICRO, RATE_NAMES, BinaryOutcome, Curve
+from dashboard.labels import short_label, text_columns
 
 COLORWAY_SIZE = 10  # Streamlit's categorical chart colours, in light and dark alike
 REFERENCE_GREY = "rgba(128, 128, 128, 0.8)"  # chance and perfect-calibration lines, on light and dark pages
@@ -37,33 +37,10 @@ TURNED_TICK_ROOM = 0.7  # the height a tick label turned by 45 degrees takes, pe
 BARS_PX = 450  # Plotly's default height, which bars under level ticks have
 
 
-def _columns(char: str) -> int:
-    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
-
-
-def text_columns(text: str) -> int:
-    """How many columns ``text`` takes in a proportional UI font, roughly: wide scripts count two."""
-    return sum(_columns(char) for char in text)
-
-
-def short_label(name: object, columns: int = LABEL_COLUMNS) -> str:
-    """``name`` cut to about ``columns`` columns with an ellipsis, as plain text."""
-    text = str(name)
-    if text_columns(text) <= columns:
-        return text
-    kept, used = [], 1  # the ellipsis takes one
-    for char in text:
-        used += _columns(char)
-        if used > columns:
-            break
-        kept.append(char)
-    return "".join(kept).rstrip() + "…"
-
-
 def class_label(name: object) -> str:
     """A class name as a tick or legend label: cut short, and escaped, since Plotly reads
     labels as HTML and a name such as "<unk>" would vanish."""
-    return html.escape(short_label(name))
+    return html.escape(short_label(name, LABEL_COLUMNS))
 
 
 def _class_axis(names: Sequence[str]) -> dict:
@@ -84,7 +61,7 @@ def _class_x_axis(names: Sequence[str]) -> dict:
 
 def _tick_room(names: Sequence[str]) -> int:
     """Pixels the class ticks may take under the plot when Plotly turns them upright."""
-    return LABEL_COLUMN_PX * max((text_columns(short_label(n)) for n in names), default=0)
+    return LABEL_COLUMN_PX * max((text_columns(short_label(n, LABEL_COLUMNS)) for n in names), default=0)
 
 
 def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, height: int | None = None) -> go.Figure:

@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.charts import MAX_LR_TICKS, RUN_COLOURS, metric_title
+from dashboard.labels import short_label
 from trainer.config import COMPAT, TrainConfig, field_info
 
 MAX_CHOICE_LABELS = 12  # a text key with more distinct values is a name, not a setting to plot
@@ -114,7 +115,7 @@ def _log_ticks(values: np.ndarray) -> list[float]:
     return [10.0**k for k in range(math.floor(math.log10(distinct[0])), math.ceil(math.log10(distinct[-1])) + 1)]
 
 
-PARCOORDS_TICK_CHARS = 12
+PARCOORDS_TICK_CHARS = 12  # columns (dashboard.labels): a wide script counts two
 PARCOORDS_ROOM = 0.06  # of an axis's span, beyond its lowest and highest value
 PARCOORDS_TICK_GAP = 1 / 12  # of an axis's span: labels ~20 px apart on a ~250 px axis
 SCATTER_TICK_GAP = 1 / 16  # of the x axis's span: "0.0003" and its neighbour stay apart at ~900 px
@@ -143,8 +144,7 @@ def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
             dimension.update(tickvals=ticks, ticktext=[_value_label(v) for v in ticks])
         return dimension
     # Axes sit ~70 px apart: long choice names (paths, model names) would run into the next axis.
-    short = [text if len(text) <= PARCOORDS_TICK_CHARS else text[:PARCOORDS_TICK_CHARS - 1] + "…"
-             for text in ticktext]
+    short = [short_label(text, PARCOORDS_TICK_CHARS) for text in ticktext]
     return dict(label=key, values=values, tickvals=tickvals, ticktext=short, range=_padded(tickvals[0], tickvals[-1]))
 
 

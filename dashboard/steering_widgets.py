@@ -23,7 +23,8 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.display import (
-    diff_text, ended_explanation, epochs_done, is_live, local_clock, md_escape, user_timezone,
+    diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, md_escape, show_kept_toast,
+    user_timezone,
 )
 from dashboard.steering import (
     SentChange, SentOutcome, allowed_controls, change_problems, changed_values, decode_json_fields, sent_outcome,
@@ -50,28 +51,21 @@ def requested_control(pending: Mapping[str, Any] | None) -> str:
     return (pending or {}).get("control", "run")
 
 
-def _control_feedback_key(run_id: str) -> str:
-    return f"control-feedback-{run_id}"
-
-
 def _send_control(run_id: str, control: str, config: Mapping[str, Any]) -> None:
     # A button callback: it runs before the rerun, so the buttons drawn next
     # already reflect the request. The buttons may be up to one refresh old, so
     # the status is checked afresh: nothing reads the file of a run that ended.
-    # The buttons live in a fragment, where a callback must not draw: the feedback
-    # is kept for control_buttons to show as it redraws.
+    # The buttons live in a fragment: the feedback is kept for control_buttons to show.
     status = data.fresh_run_record(run_id)["status"]
     if not is_live(status):
-        st.session_state[_control_feedback_key(run_id)] = f"Nothing sent: the run is {status}."
+        keep_toast(f"control-{run_id}", f"Nothing sent: the run is {status}.")
         return
     request_control(data.live_config_path(run_id), control, fallback=config)
-    st.session_state[_control_feedback_key(run_id)] = CONTROL_DONE[control]
+    keep_toast(f"control-{run_id}", CONTROL_DONE[control])
 
 
 def control_buttons(run_id: str, status: str, config: Mapping[str, Any], pending: Mapping | None) -> None:
-    feedback = st.session_state.pop(_control_feedback_key(run_id), None)
-    if feedback:
-        st.toast(feedback)
+    show_kept_toast(f"control-{run_id}")
     allowed = allowed_controls(status, requested_control(pending))
     pause, resume, stop = st.columns(3)
     pause.button("Pause", icon=":material/pause:", disabled=not allowed["pause"], width="stretch",

@@ -8,7 +8,8 @@ import pytest
 
 from dashboard import eval_charts as ec
 from dashboard import eval_metrics as em
-from dashboard.eval_charts import class_label, short_label, text_columns
+from dashboard.eval_charts import class_label
+from dashboard.labels import short_label, text_columns
 
 LONG = "A very long class name that goes on and on: Pseudomonas aeruginosa resistant strain"
 NAMES = ["猫", "狗", "鸟", "قطة", "🐶 dog", LONG]
@@ -52,15 +53,15 @@ def every_figure(names: list[str]) -> dict[str, go.Figure]:
 
 def test_short_names_are_kept_whole():
     for name in ["猫", "🐶 dog", "قطة", "0", "Pseudomonas aeruginosa"]:
-        assert short_label(name) == name
+        assert short_label(name, ec.LABEL_COLUMNS) == name
 
 
 def test_long_names_are_cut_by_the_room_they_take():
-    cut = short_label(LONG)
+    cut = short_label(LONG, ec.LABEL_COLUMNS)
     assert cut.endswith("…") and LONG.startswith(cut[:-1])
     assert text_columns(cut) <= ec.LABEL_COLUMNS
     # A Chinese character takes two columns: fewer of them fit than Latin letters.
-    assert short_label("肺" * 20) == "肺" * 11 + "…"
+    assert short_label("肺" * 20, ec.LABEL_COLUMNS) == "肺" * 11 + "…"
     assert text_columns("肺腺癌") == 6 and text_columns("🐶 dog") == 6
 
 
@@ -117,7 +118,7 @@ def test_the_heatmap_grows_with_the_room_its_labels_take():
 def test_legend_entries_are_short_and_hovers_name_the_class_in_full():
     roc = every_figure(NAMES)["roc"]
     long_curve = next(trace for trace in roc.data if trace.name.startswith("A very long"))
-    assert long_curve.name.startswith(short_label(LONG) + " (AUC ")
+    assert long_curve.name.startswith(short_label(LONG, ec.LABEL_COLUMNS) + " (AUC ")
     assert LONG in long_curve.hovertemplate
     radar = ec.rates_radar(em.one_vs_rest_rates(em.confusion(*predictions(6)), NAMES))
     assert radar.data[-1].name == class_label(LONG) and LONG in radar.data[-1].hovertemplate

@@ -17,7 +17,7 @@ from dashboard.eval_views import (
     kappa_and_deferral, per_class_view, report_view, scenarios, severity_error,
 )
 from dashboard.display import epochs_done, is_live, md_escape, wait_for_first_run
-from dashboard.eval_charts import short_label, text_columns
+from dashboard.labels import short_label, text_columns
 from dashboard.run_picker import pick_run
 
 DEFAULT_HARD_SAMPLES = 10
