@@ -11,7 +11,6 @@ with no box to tick, saying what became of them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -21,6 +20,7 @@ import pandas as pd
 from dashboard.display import diff_text, local_time, md_escape, value_text
 from dashboard.labels import short_label
 from trainer.advisor.service import split_change_id
+from trainer.safe_text import safe_markdown as parsed_safe_markdown
 
 OFFLINE_ADVISOR = "the offline rule-based advisor"
 ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
@@ -50,29 +50,18 @@ def advice_heading(record: Any, tz_name: str | None = None) -> str:
             f"{md_escape(asked_from)} · {local_time(record.time, tz_name)} · advice {md_escape(record.id)}")
 
 
-_IMAGE = re.compile(r"!\[")
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_HEADING = re.compile(r"^(\s{0,3})(#{1,6})(?=\s|$)")
 HEADING_SHIFT = 2  # a report's "# title" shows as a third-level heading inside the page
 
 
 def safe_markdown(text: str) -> str:
     """Advisor text (or a report that embeds it) made safe and fit to render on the page.
 
-    Streamlit already shows raw HTML as text; an image (``![x](https://…)``) would
-    still make the browser fetch any address the text names, so images become
-    plain text. Links stay: they need a click. Headings move down two levels, so a
-    report's title does not outshout the page's own headings; code blocks are left alone.
+    Parsed, not pattern-matched (``trainer.safe_text``): images, raw HTML, autolinks and
+    links that are not http(s) come back as plain text, so nothing the text names is
+    loaded by opening the page and no ``data:``/``javascript:`` link can be clicked.
+    Headings move down two levels, so a report's title does not outshout the page's own.
     """
-    lines, fenced = [], False
-    for line in text.split("\n"):
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced:
-            line = _HEADING.sub(lambda m: m.group(1) + "#" * min(6, len(m.group(2)) + HEADING_SHIFT), line)
-            line = _IMAGE.sub(r"!\\[", line)
-        lines.append(line)
-    return "\n".join(lines)
+    return parsed_safe_markdown(text, heading_shift=HEADING_SHIFT)
 
 
 # -------------------------------------------------------------------- suggestions

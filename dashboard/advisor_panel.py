@@ -120,7 +120,7 @@ def ask_now(run_id: str, question: str, *, offline: bool) -> None:
         return
     data.forget_advice()
     count = len(record.suggestions)
-    st.toast(f"{record.advisor} answered with {count} suggestion{'s' if count != 1 else ''}.")
+    st.toast(f"{md_escape(record.advisor)} answered with {count} suggestion{'s' if count != 1 else ''}.")
 
 
 # ---------------------------------------------------------------- the advice

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +13,7 @@ import streamlit as st
 
 from dashboard import data
 from store import LIVE_STATUSES
+from trainer.safe_text import markdown_inline
 
 STATUS_ICONS = {
     "running": "🟢",
@@ -42,14 +42,10 @@ def ended_explanation(status: str, run_id: str) -> str | None:
     return None if text is None else text.format(run_id=run_id)
 
 
-# Characters that Markdown (or Streamlit's :color[...] and :emoji: syntax) gives a
-# meaning to inside a line; escaped so that names, reasons and messages typed by
-# users always render as the text they typed. Without [ and ] no link can form.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~$:])")
-
-
 def md_escape(text: Any) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    """Names, reasons and messages typed by users, placed in the page's Markdown: shown as typed
+    (no link, image, HTML, :color[...] or list can form; see ``trainer.safe_text``)."""
+    return markdown_inline(text)
 
 
 def status_label(status: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data
+from dashboard.display import md_escape
 from dashboard.eval_views import best_epoch, confusion_view, per_class_view, report_view
 
 
@@ -17,7 +18,7 @@ def _headline(folder: str, run_id: str, epoch: int) -> str:
 def _one_side(folder: str, run_id: str, label: str, column_key: str) -> None:
     epochs = data.prediction_epochs(run_id)
     if not epochs:
-        st.info(f"{label} has no stored validation predictions yet: they appear after its first epoch.")
+        st.info(f"{md_escape(label)} has no stored validation predictions yet: they appear after its first epoch.")
         return
     best = best_epoch(run_id, epochs)
     epoch = st.selectbox("Epoch", epochs, index=epochs.index(best), key=f"side_epoch_{column_key}_{run_id}",

@@ -337,7 +337,7 @@ def _pick_samples(run_dir: Path, predictions: Predictions) -> list[int]:
                             key=f"cam-refs-{run_dir}")
         found, unknown = parse_sample_refs(raw, predictions.sample_ids)
         if unknown:
-            st.warning(f"Not a validation index or sample id: {', '.join(unknown)}")
+            st.warning(f"Not a validation index or sample id: {md_escape(', '.join(unknown))}")
         if len(found) > CAM_MAX_SHOWN:
             st.caption(f"Showing the first {CAM_MAX_SHOWN} of {len(found)}.")
         return found[:CAM_MAX_SHOWN]

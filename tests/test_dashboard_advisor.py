@@ -257,7 +257,7 @@ def test_advisor_text_never_becomes_html(runs_store):
     assert not at.exception
     assert all(not m.proto.allow_html for m in at.markdown)
     analysis = next(m.value for m in at.markdown if "onerror" in m.value)
-    assert "![pixel]" not in analysis and "!\\[pixel]" in analysis
+    assert "![pixel]" not in analysis and "\\[image: pixel\\]" in analysis
 
 
 def test_an_ended_run_can_be_asked_about_but_not_changed(runs_store):
@@ -501,10 +501,10 @@ def test_advisor_caption_names_the_advisor_and_never_a_key(monkeypatch):
 
 def test_safe_markdown_turns_images_into_text_and_lowers_headings():
     assert views.safe_markdown("see ![a](http://x/p.png) and [b](http://y)") == \
-        "see !\\[a](http://x/p.png) and [b](http://y)"
+        "see \\[image: a\\] and [b](http://y)"
     text = "# Report\n## Changes\n###### deep\n#hashtag\n```json\n# not a heading ![x](y)\n```\n### after"
     assert views.safe_markdown(text) == \
-        "### Report\n#### Changes\n###### deep\n#hashtag\n```json\n# not a heading ![x](y)\n```\n##### after"
+        "### Report\n\n#### Changes\n\n###### deep\n\n\\#hashtag\n\n```json\n# not a heading ![x](y)\n```\n\n##### after"
 
 
 def test_autopilot_text():

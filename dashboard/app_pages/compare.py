@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, hyperparameter_charts
-from dashboard.display import run_labels, wait_for_first_run
+from dashboard.display import md_escape, run_labels, wait_for_first_run
 from dashboard.downsample import METHOD_NOTES
 from dashboard.eval_side_by_side import side_by_side
 from dashboard.smoothing import Smoothing
 from dashboard.tables import config_diff_table, final_metrics_table
+from trainer.safe_text import markdown_code
 
 MAX_RUNS = 50  # more lines than this cannot be told apart on one chart
 # The metrics offered, most useful first; only those the chosen runs logged are listed.
@@ -94,7 +95,7 @@ def hyperparameter_views(chosen: list[str], labels: dict[str, str], metrics: pd.
         return
     target = st.selectbox("Against the best", targets, format_func=lambda m: charts.metric_title(*m),
                           key="compare_target")
-    metric = charts.metric_title(*target).lower()
+    metric = md_escape(charts.metric_title(*target).lower())  # a metric's name comes from the training loop
     best = hyperparameter_charts.best_values(metrics, *target).dropna()
     scored = [run_id for run_id in chosen if run_id in best.index and configs[run_id]]
     if len(scored) < 2:
@@ -129,7 +130,7 @@ def no_setting_to_plot(differences: pd.DataFrame) -> str:
         return ("The chosen runs share every numeric, true/false and choice setting, so there is nothing to "
                 "plot against the metric: their differences come from chance alone. Pick runs whose settings "
                 "differ, or train one with a setting changed (`tiller train --set learning_rate=0.01`).")
-    keys = ", ".join(f"`{k}`" for k in differences["key"])
+    keys = ", ".join(markdown_code(k) for k in differences["key"])
     return (f"The chosen runs differ only in {keys}, which no axis can show (lists, free text, bookkeeping, or "
             "keys only some runs have): see Config differences below.")
 
