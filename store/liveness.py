@@ -37,9 +37,17 @@ def process_gone(pid, host) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
+    return process_state(pid) == "Z"
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter ``/proc`` gives a process of this machine (``R``, ``S``, ``T`` stopped, ``Z`` zombie...).
+
+    ``None`` when it cannot tell: no such process, or no ``/proc`` (macOS, Windows).
+    """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
+        with open(f"/proc/{int(pid)}/stat", "rb") as handle:
             stat = handle.read()
-    except OSError:  # no /proc (macOS, Windows): os.kill already said it exists
-        return False
-    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z"  # the state after "(comm) "
+    except (OSError, ValueError):
+        return None
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3].decode("ascii", "replace") or None  # after "(comm) "

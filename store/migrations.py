@@ -170,6 +170,26 @@ def _add_run_hot_keys(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("hot_keys", str)
 
 
+def _add_run_trainer(db: sqlite_utils.Database) -> None:
+    # Which trainer writes the run: "built-in" (tiller train, whose checkpoints tiller
+    # resume continues) or "own loop" (tiller.run or the store's API in a user's script:
+    # only that script can go on with it). Older runs are told apart by what each wrote:
+    # an own loop declares the hot keys it reads and records its first config from the
+    # "api"; a run with no config at all was only ever logged to.
+    db["runs"].add_column("trainer", str)
+    db.execute(
+        """
+        UPDATE runs SET trainer = CASE
+          WHEN hot_keys IS NOT NULL THEN 'own loop'
+          WHEN NOT EXISTS (SELECT 1 FROM config_versions c WHERE c.run_id = runs.id) THEN 'own loop'
+          WHEN (SELECT source FROM config_versions c WHERE c.run_id = runs.id ORDER BY version LIMIT 1) = 'api'
+            THEN 'own loop'
+          ELSE 'built-in'
+        END
+        """
+    )
+
+
 MIGRATIONS = [
     _create_core_tables,
     _create_prediction_tables,
@@ -177,6 +197,7 @@ MIGRATIONS = [
     _create_advice_tables,
     _cluster_metrics_by_series,
     _add_run_hot_keys,
+    _add_run_trainer,
 ]
 
 

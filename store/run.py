@@ -8,6 +8,10 @@
 Leaving the block marks the run finished; an exception marks it failed with the
 traceback (and re-raises); Ctrl-C marks it stopped.
 
+A ``Run`` from ``start_run`` or ``reopen_run`` holds the run's ownership lock
+(``store.ownership``) until it leaves its block: no second process can write the run
+meanwhile.
+
 ``log`` returns without touching the disk: a background ``MetricWriter``
 commits what was logged, in batches. ``flush`` waits for it; the built-in
 trainer flushes at every epoch boundary, ``checkpoint`` flushes first (a
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from store.db import StoreWriteError
+from store.ownership import Ownership
 from store.paths import run_dir_for
 from store.rows import metric_rows
 from store.writer import MetricWriter
@@ -33,10 +38,11 @@ HEARTBEAT_INTERVAL_S = 5.0
 
 
 class Run:
-    def __init__(self, store: "Store", run_id: str):
+    def __init__(self, store: "Store", run_id: str, ownership: Ownership | None = None):
         self.store = store
         self.id = run_id
         self.dir: Path = run_dir_for(store.runs_dir, run_id)
+        self.ownership = ownership  # released when the block is left, after the run's end is recorded
         self._final_status = "finished"
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
@@ -49,6 +55,9 @@ class Run:
         self._writer = MetricWriter(self.store.write_metric_rows, name=f"metrics-{self.id}")
         self._beater = threading.Thread(target=self._beat_forever, name=f"heartbeat-{self.id}", daemon=True)
         self._beater.start()
+        if self.ownership is not None and not self.ownership.locked:
+            self.event("warning", f"Not locked to one process: {self.ownership.why_unlocked}, so nothing keeps "
+                       "a second process (a tiller resume from another shell) from writing this run too.")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -63,6 +72,9 @@ class Run:
             # way out says more than this one; the run reads as crashed once the process is gone.
             if exc_type is None and lost is None:
                 raise
+        finally:
+            if self.ownership is not None:  # only now: the end is recorded, another process may take over
+                self.ownership.release()
         if exc_type is None and lost is not None:
             raise lost  # the loop ended well, but its last metrics are not in the database
         return False  # never swallow the exception

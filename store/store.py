@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ from store.advice import AdviceQueries
 from store.configdiff import diff_configs
 from store.db import StoreWriteError, connect
 from store.liveness import HEARTBEAT_TIMEOUT_S, process_gone
+from store.ownership import Ownership, take_ownership
 from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
 from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
 from store.rows import MetricRow, metric_rows, metrics_frame
@@ -27,6 +29,11 @@ STATUSES = ("running", "paused", "finished", "failed", "stopped")
 LIVE_STATUSES = ("running", "paused")
 LEVELS = ("info", "warning", "error")
 SOURCES = ("user", "file", "llm", "cli", "trainer", "api")  # trainer: its own reaction, e.g. to a NaN loss; api: tiller.run
+# Which trainer writes a run (``runs.trainer``). Only the built-in one (``tiller train``)
+# checkpoints what ``tiller resume`` needs; a loop of the user's own (``tiller.run``, or
+# logging through ``start_run``) holds its model and data in its own script.
+BUILT_IN, OWN_LOOP = "built-in", "own loop"
+TRAINERS = (BUILT_IN, OWN_LOOP)
 
 
 class RunNotFound(LookupError):
@@ -101,12 +108,17 @@ class Store(AdviceQueries):
         name: str | None = None,
         run_id: str | None = None,
         hot_keys: Iterable[str] | None = None,
+        trainer: str = BUILT_IN,
     ) -> str:
         """Insert a new running run and return its id (unique, path-safe).
 
         ``hot_keys``: the hot config keys the run's training loop reads (its
         others stay fixed); ``None`` for every hot key, as the built-in trainer.
+        ``trainer``: ``BUILT_IN`` or ``OWN_LOOP``, which trainer writes the run
+        (``start_run``, the API of users' own loops, defaults to ``OWN_LOOP``).
         """
+        if trainer not in TRAINERS:
+            raise ValueError(f"unknown trainer {trainer!r}; expected one of {TRAINERS}")
         base = run_id or make_run_id(model)
         encoded_hot_keys = encode_hot_keys(hot_keys)  # a bad list fails before anything is written
         now = time.time()
@@ -131,6 +143,7 @@ class Store(AdviceQueries):
                     "host": socket.gethostname(),
                     "error": None,
                     "hot_keys": encoded_hot_keys,
+                    "trainer": trainer,
                 }
             )
         return candidate
@@ -428,17 +441,45 @@ class Store(AdviceQueries):
         )
 
     def start_run(self, *, model: str, dataset: str, name: str | None = None, run_id: str | None = None,
-                  hot_keys: Iterable[str] | None = None):
+                  hot_keys: Iterable[str] | None = None, trainer: str = OWN_LOOP):
         """Open a run for logging; use as ``with store.start_run(...) as run:``.
 
-        ``hot_keys`` names the hot config keys the run's loop reads (see ``create_run``).
+        ``hot_keys`` names the hot config keys the run's loop reads (see ``create_run``);
+        ``trainer`` says which trainer writes it (the built-in one passes ``BUILT_IN``).
+        The run is this process's until its block ends (see ``claim_run``).
         """
-        return Run(self, self.create_run(model=model, dataset=dataset, name=name, run_id=run_id,
-                                         hot_keys=hot_keys))
+        new_id = self.create_run(model=model, dataset=dataset, name=name, run_id=run_id, hot_keys=hot_keys,
+                                 trainer=trainer)
+        try:
+            ownership = self.claim_run(new_id)
+        except BaseException as exc:  # its folder is someone else's (or unwritable): the row must not read as live
+            with contextlib.suppress(StoreWriteError):  # the error on its way out says more
+                self.update_run(new_id, status="failed", error=f"could not take the run: {exc}")
+            raise
+        return Run(self, new_id, ownership)
 
-    def reopen_run(self, run_id: str) -> Run:
-        """Take an existing run up again in this process (``tiller resume``): running, beating from here."""
+    def claim_run(self, run_id: str) -> Ownership:
+        """Lock ``run_id`` to this process, or raise ``RunOwned`` naming the live process that holds it.
+
+        Release it with ``release()``, or hand it to ``reopen_run``, whose block releases it.
+        """
+        try:
+            return take_ownership(run_dir_for(self.runs_dir, run_id), run_id)
+        except OSError as exc:  # the runs folder takes no writes
+            raise StoreWriteError(f"cannot write to {self.runs_dir / run_id}: {exc}") from exc
+
+    def reopen_run(self, run_id: str, ownership: Ownership | None = None) -> Run:
+        """Take an existing run up again in this process (``tiller resume``): running, beating from here.
+
+        Claims the run first (``RunOwned`` if a live process holds it), unless the
+        caller already did and passes its ``ownership``.
+        """
+        ownership = ownership or self.claim_run(run_id)
         now = time.time()
-        self.update_run(run_id, status="running", error=None, heartbeat=now, pid=os.getpid(),
-                        host=socket.gethostname())
-        return Run(self, run_id)
+        try:
+            self.update_run(run_id, status="running", error=None, heartbeat=now, pid=os.getpid(),
+                            host=socket.gethostname())
+        except BaseException:
+            ownership.release()
+            raise
+        return Run(self, run_id, ownership)

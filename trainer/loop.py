@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from store import Run, Store, StoreWriteError
+from store.store import BUILT_IN
 from trainer.advisor.autopilot import Autopilot
 from trainer.appliers import apply_change
 from trainer.checkpoint import CheckpointWriteError, checkpoint_path, save_checkpoint, training_payload
@@ -74,7 +75,10 @@ def train(
         run_epochs(state, None, silent())  # rank 0 speaks for the job
         return ""
     progress = progress or LineReporter(say)
-    with store.start_run(model=config.model_name, dataset=dataset_label(config), name=name) as run:
+    # BUILT_IN: the one trainer whose checkpoints `tiller resume` can continue. The run is this
+    # process's (an ownership lock) until the block ends.
+    with store.start_run(model=config.model_name, dataset=dataset_label(config), name=name,
+                         trainer=BUILT_IN) as run:
         config_path = run.dir / CONFIG_FILENAME
         write_atomic(config_path, render_live_file(config.model_dump()))
         run.config_version(config.model_dump(), source=source, reason=reason or "initial config", epoch=1)

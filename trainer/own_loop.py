@@ -39,6 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from store import Run, Store
+from store.store import OWN_LOOP
 from trainer.config import TrainConfig, check_run_hot_keys, hot_keys, validate_config
 from trainer.live_config import CONFIG_FILENAME, parse_live_file, render_live_file, write_atomic
 from trainer.review import AcceptedChange
@@ -105,8 +106,9 @@ class SteeredRun:
 
     def __enter__(self) -> "SteeredRun":
         config = self.start_config
+        # OWN_LOOP: `tiller resume` refuses it, since only this script can go on with its model and data.
         self._run = self.store.start_run(model=config.model_name, dataset=self.dataset, name=self.name,
-                                         hot_keys=self.steers).__enter__()
+                                         hot_keys=self.steers, trainer=OWN_LOOP).__enter__()
         try:
             write_atomic(self._run.dir / CONFIG_FILENAME, render_live_file(config.model_dump()))
             self._run.config_version(config.model_dump(), source="api", reason=self.reason, epoch=1)

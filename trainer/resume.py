@@ -9,6 +9,12 @@ or was stopped on request continues in this process from its last checkpoint:
   trained again, and its rows (if it had logged any) are replaced;
 - an edit saved in the live file but not applied yet is applied at the first
   epoch boundary, like any edit; a pause or stop request left in it is cleared.
+
+It refuses, saying why and what to do instead, a run another live process holds
+(a trainer stopped with SIGSTOP looks crashed but still holds it; so does a second
+``tiller resume`` started at the same time), a run of a user's own training loop
+(only their script has its model and data), and a checkpoint ahead of the database's
+metrics (a database restored from an older backup: resuming would leave a gap).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from store import LIVE_STATUSES, Store
+from store.ownership import Ownership, RunOwned
 from store.paths import run_dir_for
+from store.store import BUILT_IN
 from trainer.checkpoint import checkpoint_path, load_checkpoint, restore_training
 from trainer.config import ConfigError, validate_config
 from trainer.live_config import request_control
@@ -41,6 +49,15 @@ def check_resumable(record: dict) -> None:
         raise CannotResume(f"run {record['id']} finished; nothing is left to train")
     if status not in RESUMABLE:
         raise CannotResume(f"run {record['id']} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
+    if record.get("trainer") != BUILT_IN:
+        raise CannotResume(own_loop_refusal(record["id"]))
+
+
+def own_loop_refusal(run_id: str) -> str:
+    return (f"run {run_id} was trained by a training loop of your own (tiller.run, or the store's API in your "
+            "script), not by tiller train, so tiller resume has neither its model nor its data; its metrics are "
+            "left as they are. Run your script again instead: it starts a new run (tiller.run cannot take up an "
+            "existing run).")
 
 
 def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print,
@@ -50,6 +67,21 @@ def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print,
     What it has to say goes to ``progress`` if given, else line by line to ``say``.
     """
     progress = progress or LineReporter(say)
+    # The run is this process's before anything is read: a second resume started at the same
+    # time is refused here, and one that waited finds the run as the first one left it.
+    with claim(store, run_id) as ownership:
+        resume_owned(store, run_id, ownership, progress)
+    return run_id
+
+
+def claim(store: Store, run_id: str) -> Ownership:
+    try:
+        return store.claim_run(run_id)
+    except RunOwned as exc:
+        raise CannotResume(str(exc)) from None
+
+
+def resume_owned(store: Store, run_id: str, ownership: Ownership, progress: ProgressReporter) -> None:
     record = store.run(run_id)
     check_resumable(record)
     try:
@@ -58,10 +90,12 @@ def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print,
         raise CannotResume("its latest config is not valid any more: " + "; ".join(exc.problems)) from None
     state = build_state(config)
     check_same_data(store, run_id, state)
-    first_epoch, notes = restore_from_checkpoint(state, checkpoint_path(run_dir_for(store.runs_dir, run_id), "last"))
+    last = checkpoint_path(run_dir_for(store.runs_dir, run_id), "last")
+    first_epoch, notes = restore_from_checkpoint(state, last)
+    check_metrics_reach(record, first_epoch - 1, last, store.db_path)
     if first_epoch > config.num_epochs:
         raise CannotResume(f"run {run_id} has trained all {config.num_epochs} epochs; nothing is left to train")
-    with store.reopen_run(run_id) as run:
+    with store.reopen_run(run_id, ownership) as run:
         was = record["status"]
         where = (f"the checkpoint of epoch {first_epoch - 1}" if first_epoch > 1
                  else "the start (no epoch was checkpointed)")
@@ -72,7 +106,27 @@ def resume(store: Store, run_id: str, *, say: Callable[[str], None] = print,
         fallback = config.model_dump()
         run_epochs(state, run, progress, first_epoch,
                    before_first=lambda path: request_control(path, "run", fallback=fallback))
-    return run_id
+
+
+def check_metrics_reach(record: dict, checkpointed_epoch: int, path: Path, db_path: Path) -> None:
+    """Refuse a checkpoint ahead of the run's metrics: the database is older than it (a restored backup).
+
+    A crash leaves the metrics level with the checkpoint or one epoch ahead (they are
+    committed before it is written), never behind; resuming past them would leave
+    epochs without metrics for good.
+    """
+    logged = record.get("epoch")
+    logged = 0 if logged is None or logged != logged else int(logged)  # no metrics: None, or NaN from pandas
+    if checkpointed_epoch <= logged:
+        return
+    has = f"metrics only up to epoch {logged}" if logged else "no metrics at all"
+    missing = f"epoch {checkpointed_epoch}" if checkpointed_epoch == logged + 1 else \
+        f"epochs {logged + 1}–{checkpointed_epoch}"
+    raise CannotResume(
+        f"its last checkpoint ({path}) holds epoch {checkpointed_epoch}, but the database has {has} for this "
+        f"run: the database is older than the checkpoint (restored from a backup?). Resuming would leave "
+        f"{missing} without metrics for good, so nothing was changed. Put back the database that goes with the "
+        f"checkpoint ({db_path}, with its -wal file beside it), or start a new run with tiller train.")
 
 
 def restore_from_checkpoint(state: TrainingState, path: Path) -> tuple[int, list[str]]:
