@@ -136,9 +136,14 @@ def cmd_resume(args) -> None:
     """Un-pause a live run; continue a crashed, failed or stopped one from its last checkpoint."""
     store = open_store(args)
     run_id = resolve_run(store, args.run)
-    if store.run(run_id)["status"] in LIVE_STATUSES:
+    record = store.run(run_id)
+    if record["status"] in LIVE_STATUSES:
         request_control(live_config_path(store.runs_dir, run_id), "run", fallback=store.current_config(run_id))
-        print(f"resume sent to {run_id} (takes effect at the next training step)")
+        if record["status"] == "running":  # nothing to un-pause, unless a pause is on its way: cleared too
+            print(f"run {run_id} is already running (pid {record['pid']} on {record['host']}); "
+                  "resume sent in case a pause was on its way")
+        else:
+            print(f"resume sent to {run_id} (takes effect at the next training step)")
         return
     from trainer import progress
     from trainer.resume import CannotResume, resume
