@@ -23,7 +23,11 @@ PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 # which stops a browser set to dark (or a user's own theme.base) from getting the dark one.
 TOP_GAP_CSS = '<style>[data-testid="stMainBlockContainer"] { padding-top: 5rem; }</style>'
 
-st.set_page_config(page_title="Tiller", layout="wide")
+# The tab's icon, served by the dashboard itself: without one Streamlit shows each page's
+# :material/...: icon, which the browser fetches from a public font CDN (the dashboard works offline).
+ICON = Path(__file__).resolve().parent / "tiller-icon.png"
+
+st.set_page_config(page_title="Tiller", page_icon=str(ICON), layout="wide")
 st.html(TOP_GAP_CSS)  # style only: Streamlit adds it to the page without taking room in it
 st.navigation(
     [

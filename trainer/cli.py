@@ -20,8 +20,6 @@ from trainer.live_config import LiveFile, live_config_path, parse_live_file, req
 from trainer.review import review_edit
 from trainer import cli_views as report
 
-DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-
 DEMO_RUNS = (
     # A quick baseline first, so the compare page has two runs to put side by side.
     ("digits MLP baseline (seed 001)", {"model_name": "mlp", "num_epochs": 30}),
@@ -181,26 +179,52 @@ def training_errors_reported():
 
 
 def cmd_dashboard(args) -> None:
-    sys.exit(run_dashboard(args.runs_dir, port=args.port, host=args.host, open_browser=not args.no_browser))
+    sock = listen_for_dashboard(args)
+    sys.exit(run_dashboard(args.runs_dir, sock, host=args.host, open_browser=not args.no_browser))
 
 
-def run_dashboard(runs_dir: str | None, *, port: int, host: str, open_browser: bool) -> int:
-    env = {**os.environ, RUNS_DIR_ENV: str(resolve_runs_dir(runs_dir))}
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
-        "--server.port", str(port), "--server.address", host,
-        "--server.headless", "false" if open_browser else "true",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal",  # no "Deploy" button: this is a local tool
-    ]
-    print(f"Tiller dashboard: http://{'localhost' if host == '127.0.0.1' else host}:{port}")
-    stop_on_sigterm()  # `kill PID` ends the server too, instead of leaving it serving the port
-    server = subprocess.Popen(command, env=env, preexec_fn=end_with_parent if sys.platform == "linux" else None)
+def listen_for_dashboard(args):
+    """The dashboard's socket, bound before anything else starts: a busy port fails the command at
+    once (the demo trains nothing), with a free port to try instead."""
+    from dashboard.serve import CannotListen, PortInUse, listen
+
     try:
-        return server.wait()
+        return listen(args.host, args.port)
+    except PortInUse as exc:
+        hint = (f"tiller {args.command} --port {exc.free_port}" if exc.free_port
+                else f"tiller {args.command} --port PORT")
+        fail(f"port {exc.port} is already in use (another Tiller dashboard or demo?); "
+             f"stop that one, or choose another port: {hint}", code=1)
+    except CannotListen as exc:
+        fail(f"{exc}; check --host and --port", code=1)
+
+
+def run_dashboard(runs_dir: str | None, sock, *, host: str, open_browser: bool) -> int:
+    """Serve the dashboard on ``sock`` (from :func:`listen_for_dashboard`) in a child process until
+    Ctrl-C or SIGTERM; print the URL, and open it, once the server answers."""
+    from dashboard import serve
+
+    env = {**os.environ, RUNS_DIR_ENV: str(resolve_runs_dir(runs_dir))}
+    url, health_url = serve.url_for(host, sock.getsockname()[1]), serve.health_url(sock)
+    stop_on_sigterm()  # `kill PID` ends the server too, instead of leaving it serving the port
+    # The child's stdout goes to stderr: stdout holds Tiller's own lines only.
+    server = subprocess.Popen(serve.server_command(sock, host), env=env, pass_fds=[sock.fileno()],
+                              stdin=subprocess.DEVNULL, stdout=sys.stderr,
+                              preexec_fn=end_with_parent if sys.platform == "linux" else None)
+    sock.close()  # the server holds it now; the port is free again when the server ends
+    try:
+        if serve.wait_until_serving(health_url, lambda: server.poll() is not None):
+            print(f"Tiller dashboard: {url}", flush=True)
+            if open_browser:
+                serve.open_in_browser(url)
+        code = server.wait()
     except KeyboardInterrupt:
         end_child(server)
         return 0
+    if code in (0, -signal.SIGTERM, -signal.SIGINT):  # stopped, not failed
+        return 0
+    print(f"tiller: the dashboard server ended with status {code}; see the messages above", file=sys.stderr)
+    return 1
 
 
 def end_with_parent() -> None:
@@ -224,17 +248,20 @@ def end_child(child: subprocess.Popen, grace_s: float = 30) -> None:
 
 
 def cmd_demo(args) -> None:
+    sock = listen_for_dashboard(args)  # first: a busy port ends the demo before it trains
     runs_dir = resolve_runs_dir(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / "demo-trainer.log"
-    print(f"Tiller demo: training on scikit-learn's digits in the background (log: {log_path}).")
+    print(f"Tiller demo: training on scikit-learn's digits in the background (log: {log_path}).", flush=True)
     stop_on_sigterm()
     trainer = DemoTrainer(runs_dir, log_path)
     trainer.start()
     try:
-        run_dashboard(str(runs_dir), port=args.port, host=args.host, open_browser=not args.no_browser)
+        code = run_dashboard(str(runs_dir), sock, host=args.host, open_browser=not args.no_browser)
     finally:
         trainer.stop()
+    if code:
+        sys.exit(code)
 
 
 class DemoTrainer(threading.Thread):
@@ -413,8 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def port_number(text: str) -> int:
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {port}")
+    return port
+
+
 def _dashboard_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--port", type=port_number, default=8501, help="port to serve on (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: only this machine can reach it)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
