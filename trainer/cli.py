@@ -11,12 +11,19 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, resolve_runs_dir
 from store.paths import RUNS_DIR_ENV
 from trainer.config import ConfigError, describe_keys, validate_config
-from trainer.live_config import LiveFile, live_config_path, parse_live_file, request_change, request_control
+from trainer.live_config import (
+    LiveFile,
+    SetAside,
+    live_config_path,
+    parse_live_file,
+    request_change,
+    request_control,
+)
 from trainer.review import review_edit
 from trainer import cli_views as report
 
@@ -136,7 +143,8 @@ def cmd_resume(args) -> None:
     run_id = resolve_run(store, args.run)
     record = store.run(run_id)
     if record["status"] in LIVE_STATUSES:
-        request_control(live_config_path(store.runs_dir, run_id), "run", fallback=store.current_config(run_id))
+        path = live_config_path(store.runs_dir, run_id)
+        send_request(path, lambda: request_control(path, "run", fallback=store.current_config(run_id)))
         if record["status"] == "running":  # nothing to un-pause, unless a pause is on its way: cleared too
             print(f"run {run_id} is already running (pid {record['pid']} on {record['host']}); "
                   "resume sent in case a pause was on its way")
@@ -322,7 +330,8 @@ def cmd_set(args) -> None:
     status = run["status"]
     if status == "finished":
         fail(f"not sent: run {run_id} finished, so nothing will read it; start a new run instead")
-    request_change(live_config_path(store.runs_dir, run_id), updates, source="cli", reason=args.reason, fallback=current)
+    path = live_config_path(store.runs_dir, run_id)
+    send_request(path, lambda: request_change(path, updates, source="cli", reason=args.reason, fallback=current))
     when = ("at the next epoch boundary" if status in LIVE_STATUSES
             else f"when the run goes on: tiller resume {run_id}")
     print(f"sent to {run_id}: " + ", ".join(f"{k}={v!r}" for k, v in updates.items()) + f" (applies {when})")
@@ -343,8 +352,21 @@ def cmd_control(args) -> None:
     store = open_store(args)
     run_id = resolve_run(store, args.run)
     control = {"pause": "pause", "stop": "stop"}[args.command]
-    request_control(live_config_path(store.runs_dir, run_id), control, fallback=store.current_config(run_id))
+    path = live_config_path(store.runs_dir, run_id)
+    send_request(path, lambda: request_control(path, control, fallback=store.current_config(run_id)))
     print(f"{args.command} sent to {run_id} (takes effect at the next training step)")
+
+
+def send_request(path: Path, write: Callable[[], SetAside | None]) -> None:
+    """``write`` a request into the live file ``path``; say so if a bad edit standing there was set aside."""
+    try:
+        set_aside = write()
+    except OSError as exc:
+        fail(f"could not write {path}: {exc.strerror or exc}; check that its folder is there and writable", code=1)
+    if set_aside is not None:
+        kept = f"kept as {set_aside.kept.name}" if set_aside.kept else "replaced by a newer save meanwhile"
+        print(f"note: {path} held an edit the run cannot take ({set_aside.problem}); it is {kept}, and the file "
+              "now holds the config in force with this request", file=sys.stderr)
 
 
 def cmd_suggest(args) -> None:

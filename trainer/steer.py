@@ -18,8 +18,11 @@ Free of torch: nothing here trains.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from store import Run
@@ -30,9 +33,11 @@ from trainer.live_config import (
     ChangeNote,
     LiveFile,
     keep_rejected,
+    path_identity,
     read_live_bytes,
     render_live_file,
     rewrite_values,
+    same_save,
     write_atomic,
 )
 from trainer.review import AcceptedChange, decode_edit, review_edit
@@ -45,6 +50,22 @@ PAUSE_POLL_S = 0.2
 
 class StopRequested(Exception):
     """The live config asked the run to stop."""
+
+
+@dataclass(frozen=True)
+class KeptEdit:
+    """A rejected edit kept by renaming the live file itself, followed in case its save was still going on."""
+
+    path: Path  # config.rejected-<time>.json
+    identity: tuple[int, int, int, int] | None  # of the save that was read and rejected
+    restored: bytes | None  # what was written back to the live file; None: a newer save stood there
+    epoch: int  # the boundary that rejected it
+
+
+def moved(kept: Path, raw: bytes) -> bool:
+    """Whether ``kept`` is the very file ``raw`` was read from (renamed), not a copy of its bytes."""
+    identity, now = getattr(raw, "identity", None), path_identity(kept)
+    return identity is not None and now is not None and now[:2] == identity[:2]
 
 
 class Steering:
@@ -60,6 +81,7 @@ class Steering:
         self.path = run.dir / CONFIG_FILENAME
         self.watcher = ConfigWatcher(self.path)
         self._taken: bytes | None = None  # the file content the change in review came from
+        self._kept: KeptEdit | None = None  # the last rejected edit kept by renaming the file, followed
 
     def __enter__(self) -> "Steering":
         self.watcher.__enter__()
@@ -76,6 +98,7 @@ class Steering:
 
     def next_change(self, epoch: int) -> AcceptedChange | None:
         """The reviewed pending edit, to apply before ``epoch``; ``None`` if there is none or it was rejected."""
+        self.follow_kept_edit(epoch)
         raw = self.watcher.take_edit()
         if raw is None:
             if not self.path.exists():
@@ -87,15 +110,63 @@ class Steering:
         except ConfigError as exc:
             self.reject(raw, exc, epoch)
             return None
+        except Exception as exc:  # noqa: BLE001 - the file is anyone's text: no content of it may end a run
+            self.reject(raw, ConfigError([f"it could not be reviewed ({type(exc).__name__}: {exc})"]), epoch)
+            return None
         self._taken = raw
         return change
 
     def reject(self, raw: bytes, error: ConfigError, epoch: int) -> None:
         kept = keep_rejected(self.path, raw)
-        self.rewrite_file(raw)
+        restored = self.rewrite_file(raw)
+        if kept is not None and moved(kept, raw):
+            self._kept = KeptEdit(kept, raw.identity, restored, epoch)
+        where = (f"the rejected file is kept as {kept.name}" if kept is not None
+                 else "it was replaced by a newer save before it could be kept")
         self.run.event("error", f"Rejected config edit before epoch {epoch}: {error}. Training goes on with the "
-                                f"last good config; the rejected file is kept as {kept.name}.", epoch)
+                                f"last good config; {where}.", epoch)
         self.say(f"rejected config edit: {error}")
+
+    def follow_kept_edit(self, epoch: int) -> None:
+        """Take back a rejected edit that was written to after it was kept: a save still going on when read.
+
+        An editor that rewrites the file in place (truncate, write, write) may be
+        halfway when a boundary reads it. The half is rejected and the file
+        renamed to ``config.rejected-*``, so the rest of the save lands there,
+        not in a replaced file gone for good. If the live file still holds the
+        config written back at the rejection, the completed save becomes the live
+        file again and is reviewed now; if it was saved again since, the newer
+        save counts and the kept one is reported, not lost.
+        """
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return
+        now = path_identity(kept.path)
+        if now is None:
+            return  # removed or renamed by the user: theirs to keep
+        if now == kept.identity:
+            self._kept = kept  # nothing written to it yet
+            return
+        name = kept.path.name
+        if kept.restored is not None and self.live_bytes() == kept.restored:
+            try:
+                os.replace(kept.path, self.path)
+            except FileNotFoundError:
+                return
+            self.run.event("info", f"{name}, rejected before epoch {kept.epoch}, was written to after it was "
+                                   "read (a save still going on); it is the live config file again and is "
+                                   f"reviewed before epoch {epoch}.", epoch)
+            return
+        self.run.event("warning", f"{name}, rejected before epoch {kept.epoch}, was written to after it was read "
+                                  "(a save still going on), but the live config file was saved again since, so "
+                                  f"that newer save counts. What was written is kept in {name}: copy what you "
+                                  "want from it into config.json.", epoch)
+
+    def live_bytes(self) -> bytes | None:
+        try:
+            return read_live_bytes(self.path)
+        except FileNotFoundError:
+            return None
 
     def commit(self, change: AcceptedChange, epoch: int, done: Iterable[str] = ()) -> int:
         """Record ``change``, made real by the loop before ``epoch`` (``done`` says how); its version."""
@@ -140,14 +211,15 @@ class Steering:
             return
         self.say(f"report: {path}")
 
-    def rewrite_file(self, expected: bytes | None) -> None:
-        """Rewrite the file as the config in force, unless someone edited it meanwhile."""
-        try:
-            if expected is not None and read_live_bytes(self.path) != expected:
-                return  # a newer edit arrived: leave it for the next boundary
-        except FileNotFoundError:
-            pass
-        write_atomic(self.path, render_live_file(self.config.model_dump(), self.watcher.control))
+    def rewrite_file(self, expected: bytes | None) -> bytes | None:
+        """Rewrite the file as the config in force, unless someone edited it meanwhile; the bytes written, if any."""
+        if expected is not None:
+            current = self.live_bytes()
+            if current is not None and not same_save(current, expected):
+                return None  # a newer edit arrived: leave it for the next boundary
+        text = render_live_file(self.config.model_dump(), self.watcher.control)
+        write_atomic(self.path, text)
+        return text.encode("utf-8")
 
     # ------------------------------------------------------ step boundary
 

@@ -23,7 +23,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from trainer.config import ConfigError
-from trainer.live_config import decode_live_file, read_live_bytes
+from trainer.live_config import decode_live_file, path_identity, read_live_bytes
 
 
 # Events that can change the file's content. Opening and closing without a
@@ -37,9 +37,11 @@ class ConfigWatcher(FileSystemEventHandler):
         self.path = path.resolve()
         self.control = "run"
         self.events_handled = 0  # content events for our file, for diagnostics and tests
+        self.callback_errors = 0  # exceptions caught in the observer's callback, for diagnostics and tests
+        self.last_callback_error = ""
         self._edited = threading.Event()
         self._notified = threading.Event()  # any content event since the last wait_for_notification
-        self._seen_stat: tuple[int, int] | None = self._stat()
+        self._seen_stat = path_identity(self.path)
         self._observer = Observer()
 
     # -------------------------------------------------------------- lifecycle
@@ -56,13 +58,21 @@ class ConfigWatcher(FileSystemEventHandler):
     # ------------------------------------------------------ watchdog callbacks
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in CONTENT_EVENTS:
-            return
-        if str(self.path) in {event.src_path, getattr(event, "dest_path", "")}:
-            self.events_handled += 1
-            self._edited.set()
-            self.refresh_control()
-            self._notified.set()
+        # This runs on the observer's thread: an exception here would end that
+        # thread, and with it every later pause and stop. Nothing may escape.
+        try:
+            if event.event_type not in CONTENT_EVENTS:
+                return
+            if str(self.path) in {event.src_path, getattr(event, "dest_path", "")}:
+                self.events_handled += 1
+                self._edited.set()
+                try:
+                    self.refresh_control()
+                finally:
+                    self._notified.set()
+        except Exception as exc:  # noqa: BLE001 - see above; the epoch boundary reviews the file anyway
+            self.callback_errors += 1
+            self.last_callback_error = f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------------- queries
 
@@ -71,7 +81,7 @@ class ConfigWatcher(FileSystemEventHandler):
         try:
             self.control = decode_live_file(read_live_bytes(self.path)).control
         except (OSError, ConfigError):
-            pass  # a half-written, bad or oversized file: keep the last control; the epoch boundary reports it
+            pass  # a half-written, bad, oversized or unreadable file: keep the last control; the boundary reports it
 
     def wait_for_edit(self, timeout: float | None = None) -> bool:
         """Block until an edit of the file has been flagged, or ``timeout`` seconds pass.
@@ -101,9 +111,10 @@ class ConfigWatcher(FileSystemEventHandler):
         Also compares size and mtime, so an edit is not missed on file systems
         where change notifications do not arrive (network mounts). A file over
         ``MAX_LIVE_FILE_BYTES`` comes back as an ``OversizedEdit``, its first
-        bytes only, which ``decode_edit`` refuses.
+        bytes only, and a folder, pipe, device or unreadable file as an
+        ``UnreadableFile``; ``decode_edit`` refuses both.
         """
-        stat = self._stat()
+        stat = path_identity(self.path)
         if not self._edited.is_set() and stat == self._seen_stat:
             return None
         self._edited.clear()
@@ -112,10 +123,3 @@ class ConfigWatcher(FileSystemEventHandler):
             return read_live_bytes(self.path)
         except FileNotFoundError:
             return None  # deleted: keep training on the last good config
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
