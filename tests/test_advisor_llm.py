@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
-from tests.anthropic_fake import FakeAnthropic, Reply, error_body, text_message, tool_message
+from tests.anthropic_fake import (
+    FakeAnthropic, Reply, error_body, key_echo, key_leaks, text_message, tool_message, unreachable_url,
+)
 from trainer.advisor import AdvisorError, apply_advice, ask
 from trainer.advisor.llm import ClaudeAdvisor
 from trainer.advisor.types import TOOL_NAME
@@ -165,10 +170,93 @@ def test_each_failure_says_why_and_changes_nothing(store, fake, kind, monkeypatc
 
 def test_an_unreachable_endpoint_is_a_clear_error(store, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing listens
     run_id = make_run(store)
-    with pytest.raises(AdvisorError, match="could not reach the Anthropic API at 127.0.0.1"):
+    with unreachable_url() as url:  # a port this test holds: no other server can answer on it
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        with pytest.raises(AdvisorError, match="could not reach the Anthropic API at 127.0.0.1"):
+            ask(store, run_id, advisor=ClaudeAdvisor(max_retries=0))
+
+
+def test_the_unreachable_url_stays_unreachable_while_other_servers_start():
+    """Item 18's root: a "nothing listens" port that another server can take. This one cannot be taken."""
+    with unreachable_url() as url:
+        port = int(url.rsplit(":", 1)[1])
+        with pytest.raises(OSError):  # what FakeAnthropic's server (SO_REUSEADDR) does, on this port
+            server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+            server.server_close()
+        with socket.socket() as client:
+            assert client.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+# -------------------------------------------- replies that are not the API's (item 14)
+
+NOT_THE_API = {
+    "an HTML page": (Reply(body="<html><body>Sign in to the proxy</body></html>", content_type="text/html"),
+                     "did not answer like the Anthropic API (got text/html)"),
+    "JSON that does not parse": (Reply(body="{not json", content_type="application/json"),
+                                 "(got application/json that is not valid JSON)"),
+    "JSON that is not a message": (Reply(body={"status": "ok"}), "(got application/json without a message)"),
+    "plain text": (Reply(body="OK", content_type="text/plain"), "(got text/plain)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_THE_API))
+def test_a_200_that_is_not_the_api_names_the_endpoint_and_the_variable(store, fake, kind):
+    reply, expected = NOT_THE_API[kind]
+    run_id = make_run(store)
+    fake.reply(reply)
+    with pytest.raises(AdvisorError) as caught:
         ask(store, run_id, advisor=ClaudeAdvisor(max_retries=0))
+    message = str(caught.value)
+    assert f"the endpoint at {fake.url} did not answer like the Anthropic API" in message
+    assert expected in message and "check ANTHROPIC_BASE_URL" in message
+    assert store.advice(run_id).empty
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5", "nan", "inf", "-inf", "1e999", "5s"])
+def test_a_bad_timeout_says_the_variable_the_value_and_what_is_accepted(store, fake, monkeypatch, raw):
+    monkeypatch.setenv("TILLER_LLM_TIMEOUT", raw)
+    run_id = make_run(store)
+    advisor = ClaudeAdvisor(max_retries=0)  # built without complaint: the environment is read when asking
+    with pytest.raises(AdvisorError) as caught:
+        ask(store, run_id, advisor=advisor)
+    assert str(caught.value).startswith(f"TILLER_LLM_TIMEOUT is {raw!r}: it must be a positive number of seconds")
+    assert fake.requests == []  # nothing was asked
+
+
+def test_a_good_timeout_is_used(store, fake, monkeypatch):
+    monkeypatch.setenv("TILLER_LLM_TIMEOUT", " 7.5 ")
+    fake.reply(Reply(body=tool_message({"analysis": "fine", "suggestions": []})))
+    ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    assert fake.requests[0]["headers"]["x-stainless-read-timeout"] == "7.5"
+
+
+def test_a_404_naming_the_model_is_an_unknown_model(store, fake):
+    fake.reply(Reply(404, error_body("not_found_error", "model: claude-test-model")))
+    with pytest.raises(AdvisorError) as caught:
+        ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    message = str(caught.value)
+    assert message.startswith("unknown model 'claude-test-model' (404: model: claude-test-model); set TILLER_LLM_MODEL")
+    assert "ANTHROPIC_BASE_URL" not in message
+
+
+def test_a_base_url_with_a_wrong_path_is_not_an_unknown_model(store, fake, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url + "/v1")  # a common slip: the SDK adds /v1 itself
+    with pytest.raises(AdvisorError) as caught:
+        ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    message = str(caught.value)
+    assert f"the endpoint at {fake.url}/v1 has no /v1/v1/messages (HTTP 404: Not Found)" in message
+    assert "check ANTHROPIC_BASE_URL" in message and "unknown model" not in message
+    assert fake.requests[0]["path"] == "/v1/v1/messages"
+
+
+def test_a_proxy_404_page_is_a_wrong_url(store, fake):
+    fake.reply(Reply(404, "<h1>Not Found</h1>", content_type="text/html"))
+    with pytest.raises(AdvisorError) as caught:
+        ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    message = str(caught.value)
+    assert "has no /v1/messages (HTTP 404: a text/html reply, not an API error)" in message
+    assert "unknown model" not in message
 
 
 def test_without_a_key_claude_is_not_called_and_the_rules_answer(store, monkeypatch):
@@ -210,3 +298,38 @@ def test_a_long_history_is_thinned_to_a_bounded_prompt(store, fake):
     epochs = [row["epoch"] for row in context["history"]]
     assert len(epochs) == 100 and epochs[0] == 1 and epochs[-60:] == list(range(941, 1001))
     assert epochs == sorted(epochs) and "100 of 1000 epochs" in context["history_note"]
+
+
+# ------------------------------------------------ a gateway that echoes the key (item 5)
+
+ODD_KEY = "sk-ant-api03-Tiller/Echo+Test=0123456789abcdefXYZ"  # "/", "+", "=" change when escaped or encoded
+
+
+@pytest.mark.parametrize("variable", ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"])
+@pytest.mark.parametrize("status, kind", [(401, "authentication_error"), (403, "permission_error"),
+                                          (400, "invalid_request_error"), (500, "api_error")])
+def test_an_echoed_credential_is_redacted_from_the_error(store, fake, monkeypatch, variable, status, kind):
+    monkeypatch.setenv(variable, ODD_KEY)  # a token beside the API key is not sent, but it is a secret all the same
+    fake.reply(Reply(status, error_body(kind, key_echo(ODD_KEY))))
+    with pytest.raises(AdvisorError) as caught:
+        ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    error = caught.value
+    shown = "\n".join([str(error), repr(error), *map(repr, error.args)])
+    assert key_leaks(shown, ODD_KEY) == []
+    assert "[redacted]" in str(error) and str(status) in str(error)
+    assert error.__context__ is None and error.__cause__ is None  # no SDK exception (with the key) rides along
+
+
+def test_a_reply_that_echoes_the_key_is_stored_redacted(store, fake, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ODD_KEY)
+    fake.reply(Reply(body=tool_message({
+        "analysis": f"Your key is {ODD_KEY}.",
+        "suggestions": [{"parameter": "learning_rate", "current_value": 0.001, "suggested_value": 0.0005,
+                         "reason": key_echo(ODD_KEY)},
+                        {"parameter": "model_note", "current_value": "", "suggested_value": ODD_KEY,
+                         "reason": "note it"}]})))
+    record = ask(store, make_run(store), advisor=ClaudeAdvisor(max_retries=0))
+    assert key_leaks(json.dumps(record.to_dict()), ODD_KEY) == []
+    assert record.analysis == "Your key is [redacted]."
+    assert record.suggestions[0].suggested_value == 0.0005
+    assert key_leaks(json.dumps(store.advice_item(record.id), default=str), ODD_KEY) == []

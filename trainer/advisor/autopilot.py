@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from store import Store
+from trainer.advisor.redact import redact
 from trainer.advisor.service import AdviceRecord, apply_advice, ask
 from trainer.advisor.types import AdvisorError, CheckedSuggestion
 from trainer.config import TrainConfig
@@ -152,6 +153,8 @@ class Autopilot:
         self._note(text, epoch=epoch)
 
     def _note(self, text: str, level: str = "info", epoch: int | None = None) -> None:
+        # What it notes lands in events, state.json and the checkpoint: never an echo of the key.
+        text = redact(text)
         with self._lock:
             self.log.last = text
         try:
