@@ -30,7 +30,6 @@ redraw these charts every two seconds.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any, Mapping, NamedTuple
 
@@ -40,6 +39,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from dashboard.downsample import METHOD_NOTES, Method, downsample
+from dashboard.labels import plot_text
 from dashboard.smoothing import Smoothing, smooth_runs
 
 SPLIT_TITLES = {"train": "Training", "val": "Validation", "": ""}
@@ -139,24 +139,26 @@ def train_val_figure(metrics: pd.DataFrame, name: str, max_points: int = DEFAULT
         if mode == "lines" and len(rows) == 1:
             mode = "lines+markers"  # a line through one point draws nothing
         colour = SPLIT_COLOURS[split]
-        traces.append(dict(type="scatter", x=rows["epoch"], y=rows["value"], mode=mode, name=metric_title(split, name),
+        traces.append(dict(type="scatter", x=rows["epoch"], y=rows["value"], mode=mode,
+                           name=plot_text(metric_title(split, name)),
                            line=dict(color=colour), marker=dict(color=colour, size=7), hovertemplate="%{y:.4f}"))
-    title = f"Training and validation {NAME_TITLES.get(name, name)}"
+    shown = plot_text(NAME_TITLES.get(name, name))  # a loop of one's own names its metrics
+    title = f"Training and validation {shown}"
     last_epoch = x_range[1] if x_range else _last_epoch(metrics[metrics["name"] == name])
-    return go.Figure(data=traces, layout=_layout(title=title, y_title=NAME_TITLES.get(name, name),
+    return go.Figure(data=traces, layout=_layout(title=title, y_title=shown,
                                                  last_epoch=last_epoch, x_range=x_range))
 
 
 def _change_hover(version: Mapping, *, pending: bool = False) -> str:
     """Hover text of one config version; user text is escaped (Plotly reads tags in it)."""
-    lines = [f"<b>v{version['version']}</b> from {html.escape(version['source'])}, epoch {version['epoch']}"]
+    lines = [f"<b>v{version['version']}</b> from {plot_text(version['source'])}, epoch {version['epoch']}"]
     if pending:
         lines.append(f"<i>pending: in force from epoch {version['epoch']}, not logged yet</i>")
     lines += [
-        html.escape(f"{key}: {old!r} → {new!r}") for key, (old, new) in version["diff"].items()
+        plot_text(f"{key}: {old!r} → {new!r}") for key, (old, new) in version["diff"].items()
     ]
     if version["reason"]:
-        lines.append(html.escape(f"reason: {version['reason']}"))
+        lines.append(plot_text(f"reason: {version['reason']}"))
     return "<br>".join(lines)
 
 
@@ -236,7 +238,7 @@ def _change_line(epoch: int) -> dict[str, Any]:
 def _change_label(change: Mapping, *, pending: bool = False) -> dict[str, Any]:
     """The version and its source above the change's line; hovering it shows the change."""
     return dict(x=change["epoch"], xref="x", xanchor="center", y=1, yref="y domain", yanchor="bottom",
-                text=f"v{change['version']} {change['source']}", showarrow=False,
+                text=f"v{change['version']} {plot_text(change['source'])}", showarrow=False,
                 hovertext=_change_hover(change, pending=pending), font=dict(color=MARKER_GREY))
 
 
@@ -273,7 +275,8 @@ def compare_figure(
     logged_up_to = metrics.groupby("run_id")["epoch"].max() if versions is not None else pd.Series(dtype=int)
     traces = []
     reduced_lengths = set()
-    for index, (run_id, label) in enumerate(labels.items()):
+    for index, (run_id, name_of_run) in enumerate(labels.items()):
+        label = plot_text(name_of_run)  # the legend, raw line and change markers all show it
         rows = positions.get(run_id, np.array([], dtype=int))
         colour = RUN_COLOURS[index % len(RUN_COLOURS)]
         if smoothing.active:
@@ -288,7 +291,7 @@ def compare_figure(
         if versions is not None and run_id in versions:
             traces += _change_markers(curve, versions[run_id], label, run_id, colour,
                                       logged_up_to=int(logged_up_to.get(run_id, 0)))
-    title = metric_title(split, name)
+    title = plot_text(metric_title(split, name))
     smoothed_by = f", {smoothing.describe()}" if smoothing.active else ""
     layout = _layout(title=f"{title} by run{smoothed_by}", y_title=title[:1].lower() + title[1:],
                      last_epoch=_last_epoch(selected))
@@ -338,7 +341,7 @@ def _run_change_trace(epochs: list, heights, changes: list[Mapping], label: str,
     return dict(
         type="scatter", x=epochs, y=heights, mode="markers", legendgroup=run_id, showlegend=False, marker=marker,
         name=f"{label}: {'pending' if pending else 'config'} changes", hoverinfo="text",
-        hovertext=[f"{html.escape(label)}<br>{_change_hover(change, pending=pending)}" for change in changes],
+        hovertext=[f"{label}<br>{_change_hover(change, pending=pending)}" for change in changes],
     )
 
 

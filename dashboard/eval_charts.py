@@ -12,7 +12,6 @@ empty cell fades into the page instead of glaring white on a dark one.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Sequence
 
@@ -21,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.eval_metrics import MICRO, RATE_NAMES, BinaryOutcome, Curve
-from dashboard.labels import short_label, text_columns
+from dashboard.labels import plot_label, plot_text, short_label, text_columns
 
 COLORWAY_SIZE = 10  # Streamlit's categorical chart colours, in light and dark alike
 REFERENCE_GREY = "rgba(128, 128, 128, 0.8)"  # chance and perfect-calibration lines, on light and dark pages
@@ -40,13 +39,19 @@ BARS_PX = 450  # Plotly's default height, which bars under level ticks have
 def class_label(name: object) -> str:
     """A class name as a tick or legend label: cut short, and escaped, since Plotly reads
     labels as HTML and a name such as "<unk>" would vanish."""
-    return html.escape(short_label(name, LABEL_COLUMNS))
+    return plot_label(name, LABEL_COLUMNS)
+
+
+def class_values(names: Sequence[str]) -> list[str]:
+    """Class names as a category axis's values: whole, so a hover's %{x} or %{y} names the class in
+    full, and escaped, since the hover reads them as HTML too."""
+    return [plot_text(n) for n in names]
 
 
 def _class_axis(names: Sequence[str]) -> dict:
-    """A category axis of class names: each tick the short label of its name. The values stay the
-    full names, so a hover's %{x} or %{y} names the class in full."""
-    return dict(type="category", tickmode="array", tickvals=list(names), ticktext=[class_label(n) for n in names])
+    """A category axis of class names (``class_values``): each tick the short label of its name."""
+    return dict(type="category", tickmode="array", tickvals=class_values(names),
+                ticktext=[class_label(n) for n in names])
 
 
 def _class_x_axis(names: Sequence[str]) -> dict:
@@ -85,7 +90,7 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, normali
     """Annotated heatmap: true class down the side (first on top), predicted class along the bottom."""
     names = list(class_names)
     fig = go.Figure(go.Heatmap(
-        z=matrix, x=names, y=names, text=_cell_text(matrix, normalised), texttemplate="%{text}",
+        z=matrix, x=class_values(names), y=class_values(names), text=_cell_text(matrix, normalised), texttemplate="%{text}",
         zmin=0, zmax=1 if normalised else None,  # no colorscale: the theme's (see the module's doc)
         colorbar=dict(title="share of row" if normalised else "samples"),
         hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
@@ -112,7 +117,7 @@ def _curve_trace(fig: go.Figure, curve: Curve, score_name: str, x_name: str, y_n
         x=curve.x, y=curve.y, mode="lines", line_shape=shape,
         name=f"{class_label(curve.name)} ({score_name} {curve.score:.3f})",
         line=_curve_line(curve, len(fig.data)),
-        hovertemplate=f"{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}<extra>{html.escape(str(curve.name))}</extra>",
+        hovertemplate=f"{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}<extra>{plot_text(curve.name)}</extra>",
     )
 
 
@@ -132,7 +137,7 @@ def _curves_legend(fig: go.Figure, corner: str) -> None:
 
 
 def _operating_point(fig: go.Figure, x: float, y: float, label: str) -> None:
-    fig.add_scatter(x=[x], y=[y], mode="markers", name=label,
+    fig.add_scatter(x=[x], y=[y], mode="markers", name=plot_text(label),
                     marker=dict(symbol="x", size=13, color=REFERENCE_GREY, line=dict(width=2)))
 
 
@@ -178,7 +183,7 @@ def grouped_bars(table: pd.DataFrame, columns: Sequence[str], *, title: str, y_t
     """One group of bars per class (``table['class']``), one bar per column."""
     fig = go.Figure()
     for column in columns:
-        fig.add_bar(x=table["class"], y=table[column], name=column,
+        fig.add_bar(x=class_values(table["class"]), y=table[column], name=plot_text(column),
                     hovertemplate=f"%{{x}}<br>{column} %{{y:{'.3f' if share else 'd'}}}<extra></extra>")
     names = list(table["class"])
     x_axis = _class_x_axis(names)
@@ -214,7 +219,7 @@ def rates_radar(rates: pd.DataFrame) -> go.Figure:
     for row in rates.to_dict("records"):
         fig.add_scatterpolar(r=[row[name] for name in theta], theta=theta, name=class_label(row["class"]),
                              mode="lines+markers",
-                             hovertemplate=f"%{{theta}} %{{r:.3f}}<extra>{html.escape(str(row['class']))}</extra>")
+                             hovertemplate=f"%{{theta}} %{{r:.3f}}<extra>{plot_text(row['class'])}</extra>")
     fig.update_layout(
         title="Sensitivity, specificity, PPV and NPV by class (radar, 0–1)", height=SQUARE_PX,
         # The rate scale runs out at 45°, between two rate axes: along one of them its numbers

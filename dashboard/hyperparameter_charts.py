@@ -9,7 +9,6 @@ score itself, from faint to strong, in a scale made for the page's theme.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any, Mapping
 
@@ -18,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.charts import MAX_LR_TICKS, RUN_COLOURS, metric_title
-from dashboard.labels import short_label
+from dashboard.labels import plot_label, plot_text
 from trainer.config import COMPAT, TrainConfig, field_info
 
 MAX_CHOICE_LABELS = 12  # a text key with more distinct values is a name, not a setting to plot
@@ -132,6 +131,7 @@ def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
     """One axis. The ranges have room at both ends, so Plotly's labels of a range's ends (which
     would read 29.4 and 40.6) are hidden: the ticks say the values, at each value tried when few."""
     values, tickvals, ticktext = _encoded(column)
+    key = plot_text(key)  # config keys and choices are the user's text: Plotly reads tags in them
     if tickvals is None and _spans_decades(values):
         # Parallel coordinates have no log axes: plot log10 and label the ticks with the values.
         ticks, logs = _log_ticks(values), np.log10(values)
@@ -141,10 +141,10 @@ def _parcoords_dimension(key: str, column: pd.Series) -> dict[str, Any]:
         dimension = dict(label=key, values=values, range=_padded(values.min(), values.max()))
         ticks = _value_ticks(values, PARCOORDS_TICK_GAP)
         if ticks is not None:
-            dimension.update(tickvals=ticks, ticktext=[_value_label(v) for v in ticks])
+            dimension.update(tickvals=ticks, ticktext=[plot_text(_value_label(v)) for v in ticks])
         return dimension
     # Axes sit ~70 px apart: long choice names (paths, model names) would run into the next axis.
-    short = [short_label(text, PARCOORDS_TICK_CHARS) for text in ticktext]
+    short = [plot_label(text, PARCOORDS_TICK_CHARS) for text in ticktext]
     return dict(label=key, values=values, tickvals=tickvals, ticktext=short, range=_padded(tickvals[0], tickvals[-1]))
 
 
@@ -164,7 +164,7 @@ def parallel_figure(table: pd.DataFrame, best: pd.Series, target: tuple[str, str
     ``theme`` is the page's, "light" or "dark": the better the run, the more its line
     stands out from that page. The best run's line is drawn last, over the others.
     """
-    title = f"best {metric_title(*target).lower()}"
+    title = plot_text(f"best {metric_title(*target).lower()}")
     scores = best.reindex(table.index).to_numpy(dtype=float)
     order = np.argsort(-scores if lower_is_better(target[1]) else scores, kind="stable")
     table, scores = table.iloc[order], scores[order]
@@ -238,6 +238,7 @@ def _colour_scale(key: str, column: pd.Series) -> tuple[np.ndarray, dict[str, An
     """Marker colours for a second setting and their colour bar. Learning rates spanning 100x or
     more are coloured by their logarithm, or all but the largest would share one end's colour."""
     shade, ticks, text = _encoded(column)
+    key, text = plot_text(key), text and [plot_text(t) for t in text]
     colorbar = dict(title=dict(text=key, side="right"))
     if ticks is None and _spans_decades(shade):
         ticks = _log_ticks(shade)
@@ -266,12 +267,16 @@ def hyperparameter_scatter(table: pd.DataFrame, best: pd.Series, target: tuple[s
     Up to ``LABELLED_UP_TO`` runs each point carries its score, so two or three
     points still read as numbers rather than dots in a large empty frame.
     """
-    title = f"best {metric_title(*target).lower()}"
+    title = plot_text(f"best {metric_title(*target).lower()}")
     x, tickvals, ticktext = _encoded(table[key])
+    ticktext = ticktext and [plot_text(t) for t in ticktext]
     scores = best.reindex(table.index).to_numpy(dtype=float)
-    names = [labels.get(run_id, run_id) for run_id in table.index]
-    hover = [f"{html.escape(n)}<br>{html.escape(key)}: {html.escape(_value_label(v))}<br>{title}: {s:.4g}"
-             for n, v, s in zip(names, table[key], scores)]
+    values = table[key]
+    # Run names, the key and its values are the user's text: Plotly reads tags in names, ticks and hovers.
+    names = [plot_text(labels.get(run_id, run_id)) for run_id in table.index]
+    key = plot_text(key)
+    hover = [f"{n}<br>{key}: {plot_text(_value_label(v))}<br>{title}: {s:.4g}"
+             for n, v, s in zip(names, values, scores)]
     labelled = len(scores) <= LABELLED_UP_TO
     positions = _label_positions(x, scores)
     point = dict(mode="markers+text" if labelled else "markers", cliponaxis=False, hoverinfo="text")

@@ -7,6 +7,7 @@ is cut where it would take the same room.
 
 from __future__ import annotations
 
+import html
 import unicodedata
 
 
@@ -31,3 +32,16 @@ def short_label(name: object, columns: int) -> str:
             break
         kept.append(char)
     return "".join(kept).rstrip() + "…"
+
+
+def plot_text(text: object) -> str:
+    """User text (a run, class or metric name, a reason) for a Plotly figure: a trace name, tick,
+    title, annotation or hover. Plotly draws a few HTML tags in any of them (``<a href>`` becomes a
+    live link, ``<span style>`` text of any size), so ``<``, ``>`` and ``&`` are escaped; quotes
+    stay, as Plotly would show ``&quot;`` as it is."""
+    return html.escape(str(text), quote=False)
+
+
+def plot_label(name: object, columns: int) -> str:
+    """``name`` cut to ``columns`` (``short_label``), then escaped for Plotly (``plot_text``)."""
+    return plot_text(short_label(name, columns))

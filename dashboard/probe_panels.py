@@ -12,7 +12,6 @@ that epoch's weights, else the best one, and says so.
 
 from __future__ import annotations
 
-import html
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -24,6 +23,7 @@ import streamlit as st
 
 from dashboard.display import md_escape
 from dashboard.eval_charts import class_label
+from dashboard.labels import plot_text
 from store.predictions import Predictions
 
 FEATURE_POINTS = 2_000  # samples embedded; t-SNE's time grows faster than linearly with the count
@@ -181,8 +181,8 @@ def point_groups(scored: Predictions, indices: np.ndarray, *, by_class: bool) ->
 
 
 def point_hover(scored: Predictions, indices: np.ndarray) -> list[str]:
-    names = [html.escape(name) for name in scored.class_names]
-    return [f"{html.escape(scored.sample_ids[i])}<br>true {names[scored.labels[i]]} · "
+    names = [plot_text(name) for name in scored.class_names]
+    return [f"{plot_text(scored.sample_ids[i])}<br>true {names[scored.labels[i]]} · "
             f"predicted {names[scored.predicted[i]]}" for i in indices]
 
 
