@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import data
 from store import LIVE_STATUSES
+from store.store import OWN_LOOP
 from trainer.safe_text import markdown_inline
 
 STATUS_ICONS = {
@@ -34,11 +35,22 @@ ENDED_EXPLANATIONS = {
     "crashed": "The trainer of this run is gone (its process ended, or no heartbeat came for 30 s), so nothing "
                "reads changes now; " + _RESUME,
 }
+# A run of the user's own loop (tiller.run): only their script has its model and data.
+_RERUN = "it ran in a training loop of your own, which `tiller resume` cannot continue: run your script again."
+OWN_LOOP_ENDED_EXPLANATIONS = {
+    **ENDED_EXPLANATIONS,
+    "failed": "This run failed (see the events below), so nothing reads changes now; " + _RERUN,
+    "stopped": "This run was stopped, so nothing reads changes now; " + _RERUN,
+    "crashed": "The trainer of this run is gone (its process ended, or no heartbeat came for 30 s), so nothing "
+               "reads changes now; " + _RERUN,
+}
 
 
 def ended_explanation(status: str, run_id: str) -> str | None:
     """Why the run cannot be steered, and how to go on; ``None`` for a live run."""
-    text = ENDED_EXPLANATIONS.get(status)
+    record = data.run_record(run_id) or {}
+    explanations = OWN_LOOP_ENDED_EXPLANATIONS if record.get("trainer") == OWN_LOOP else ENDED_EXPLANATIONS
+    text = explanations.get(status)
     return None if text is None else text.format(run_id=run_id)
 
 

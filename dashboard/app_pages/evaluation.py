@@ -19,6 +19,7 @@ from dashboard.eval_views import (
 from dashboard.display import epochs_done, is_live, md_escape, wait_for_first_run
 from dashboard.labels import short_label, text_columns
 from dashboard.run_picker import pick_run
+from store.store import OWN_LOOP
 
 DEFAULT_HARD_SAMPLES = 10
 TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
@@ -62,9 +63,12 @@ def no_predictions_text(run: dict) -> str:
     """Why a run has nothing to evaluate yet, and what comes next."""
     run_id, status = run["id"], run["status"]
     if status in STOPPED_EARLY:
+        go_on = (f"It ran in a training loop of your own, which `tiller resume` cannot continue: run your script "
+                 "again." if run.get("trainer") == OWN_LOOP else
+                 f"`tiller resume {run_id}` continues it from its last checkpoint, if it saved one; `tiller train` "
+                 "starts a new run.")
         return (f"{STOPPED_EARLY[status]} before it stored any validation predictions, so there is nothing to "
-                f"evaluate. Its [Run page](run?run={run_id}) shows what happened. `tiller resume {run_id}` "
-                "continues it from its last checkpoint, if it saved one; `tiller train` starts a new run.")
+                f"evaluate. Its [Run page](run?run={run_id}) shows what happened. " + go_on)
     if is_live(status) and epochs_done(run) == 0:
         return ("This run has not finished its first epoch yet. The panels appear when that epoch's validation "
                 "ends; this page shows them by itself.")
