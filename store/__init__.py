@@ -8,10 +8,10 @@ metrics, config versions, events and checkpoints.
     store.metrics([run.id])          # pandas DataFrame
 """
 
-from store.db import StoreWriteError
+from store.db import StoreCorrupt, StoreReplaced, StoreWriteError, corruption_in
 from store.paths import resolve_runs_dir, safe_component
 from store.run import Run
 from store.store import HEARTBEAT_TIMEOUT_S, LIVE_STATUSES, SOURCES, STATUSES, RunNotFound, Store
 
 __all__ = ["Store", "Run", "RunNotFound", "resolve_runs_dir", "safe_component", "STATUSES", "LIVE_STATUSES", "SOURCES",
-           "HEARTBEAT_TIMEOUT_S", "StoreWriteError"]
+           "HEARTBEAT_TIMEOUT_S", "StoreWriteError", "StoreReplaced", "StoreCorrupt", "corruption_in"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from store.advice import AdviceQueries
 from store.configdiff import diff_configs
-from store.db import StoreWriteError, connect
+from store.db import DatabaseFiles, StoreReplaced, StoreWriteError, abandon, connect
 from store.liveness import HEARTBEAT_TIMEOUT_S, process_gone
 from store.ownership import Ownership, take_ownership
 from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
@@ -77,11 +77,38 @@ class Store(AdviceQueries):
             self.db = connect(self.db_path)
         except (sqlite3.OperationalError, OSError) as exc:  # WAL needs its side files: even reading writes
             raise StoreWriteError(f"cannot open {self.db_path}: {exc}") from exc
+        self.files = DatabaseFiles(self.db_path)  # what the connection opened, to notice a file moved under it
+        self._replaced: StoreReplaced | None = None
         self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:
-            self.db.conn.close()
+            if self._replaced is None:  # a connection to replaced files is never closed (see db.abandon)
+                self.db.conn.close()
+
+    def still_in_place(self) -> bool:
+        """Whether the database files are still the ones this store opened; if not, it writes no more."""
+        try:
+            self._check_files_in_place()
+        except StoreReplaced:
+            return False
+        return True
+
+    def _check_files_in_place(self) -> None:
+        """Raise ``StoreReplaced`` once tiller.db or its -wal/-shm was moved, replaced or deleted.
+
+        From then on the connection is left open and unused (``abandon``): a write
+        through it would be lost, and closing it would damage the new files.
+        """
+        with self._lock:
+            if self._replaced is None:
+                try:
+                    self.files.check_in_place()
+                except StoreReplaced as exc:
+                    self._replaced = exc
+                    abandon(self.db.conn)
+            if self._replaced is not None:
+                raise StoreReplaced(str(self._replaced))
 
     @contextmanager
     def _write(self):
@@ -90,13 +117,17 @@ class Store(AdviceQueries):
         Disk full, a read-only file or folder, a lock held past the busy timeout,
         an I/O error: SQLite reports each as an ``OperationalError``, rolled back.
         Other errors (a broken constraint) are bugs and pass through as they are.
+        Database files moved, restored or deleted under the connection raise
+        ``StoreReplaced`` (a ``StoreWriteError``) before anything is written.
         """
         with self._lock:
+            self._check_files_in_place()
             try:
                 with self.db.conn:
                     yield
             except sqlite3.OperationalError as exc:
                 raise StoreWriteError(f"cannot write to {self.db_path}: {exc}") from exc
+            self._check_files_in_place()  # moved during the transaction: this commit went to the old files
 
     # ----------------------------------------------------------------- writes
 
@@ -322,7 +353,14 @@ class Store(AdviceQueries):
         return decode_hot_keys(row[0])
 
     def find_run(self, ref: str) -> str:
-        """Resolve a run reference: an exact id, a unique id prefix, or ``latest``."""
+        """Resolve a run reference: an exact id, a unique id prefix, or ``latest``.
+
+        An empty reference (``tiller stop "$RUN"`` with ``RUN`` unset) is refused: as a
+        prefix it would match every run, and with one run it would pick that one.
+        """
+        if not ref.strip():
+            raise RunNotFound(f"no run given (the run reference {ref!r} is empty): name a run id, a unique "
+                              "prefix of it, or 'latest'; `tiller runs` lists them")
         with self._lock:
             if ref == "latest":
                 rows = list(self.db.query("SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT 1"))

@@ -12,6 +12,7 @@ rank 0 steers and records, the others train their shard and follow it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from store import Run, Store, StoreWriteError
+from store import Run, Store, StoreReplaced, StoreWriteError
 from store.store import BUILT_IN
 from trainer.advisor.autopilot import Autopilot
 from trainer.appliers import apply_change
@@ -110,6 +111,10 @@ def run_epochs(state: TrainingState, run: Run | None, progress: ProgressReporter
             loop.run_to_end(first_epoch)
         except (StoreWriteError, CheckpointWriteError) as exc:
             raise TrainingHalted(halted_message(exc, run, loop.checkpointed_epoch)) from exc
+        except OSError as exc:  # state.json, a report, the live file: the runs folder turned read-only or full
+            if not refused_write_in(exc, run.store.runs_dir):
+                raise
+            raise TrainingHalted(halted_message(exc, run, loop.checkpointed_epoch)) from exc
         except PeerLost as exc:
             # torchrun ends the other processes next, this one included: the failure
             # must be recorded before a SIGTERM can cut the recording short.
@@ -124,11 +129,26 @@ def kept_message(checkpointed_epoch: int) -> str:
 
 
 def halted_message(exc: Exception, run: Run, checkpointed_epoch: int) -> str:
+    if isinstance(exc, StoreReplaced):  # the database files went away under the run: only its folder is sure
+        return (f"training stopped: {exc}.\n"
+                f"  The run's folder is kept: {kept_message(checkpointed_epoch)} (in {run.dir}).\n"
+                f"  Once the database files are back in place, `tiller show {run.id}` says which epochs it holds; "
+                f"go on with: tiller resume {run.id}")
     return (f"training stopped: {exc}\n"
             f"  Everything written before is kept: the metrics and config history in the database, and "
             f"{kept_message(checkpointed_epoch)} (in {run.dir}).\n"
             f"  Free some disk space (or make the runs folder writable again), then go on with: "
             f"tiller resume {run.id}")
+
+
+# A file system refusing a write (permissions, read-only, full, over quota), not a bug or bad data.
+_REFUSED_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def refused_write_in(exc: OSError, folder: Path) -> bool:
+    """Whether ``exc`` is the file system refusing a write to a file in ``folder``."""
+    return (exc.errno in _REFUSED_WRITE and exc.filename is not None
+            and Path(os.fsdecode(exc.filename)).resolve().is_relative_to(folder))
 
 
 def dataset_label(config: TrainConfig) -> str:
