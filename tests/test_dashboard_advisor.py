@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 
 import pandas as pd
 import pytest
@@ -14,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import advice_views as views
 from store import Store
+from tests.anthropic_fake import unreachable_url
 from tests.test_dashboard import LogRecords, button, live_file, run_page, texts
 from trainer.advisor import AdviceRecord, CheckedSuggestion, ask
 from trainer.advisor.types import Advice, Suggestion
@@ -211,16 +211,17 @@ def test_with_every_suggestion_handled_there_is_nothing_to_tick(runs_store):
     assert "Every suggestion of this advice is sent, applied or cannot be applied" in texts(at.caption)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def unreachable():
+    """A URL on a port this test holds: a port found free and closed again could be another server's by now."""
+    with unreachable_url() as url:
+        yield url
 
 
-def test_a_failing_claude_call_says_why_and_changes_nothing(runs_store, monkeypatch):
+def test_a_failing_claude_call_says_why_and_changes_nothing(runs_store, monkeypatch, unreachable):
     secret = "sk-test-do-not-show-4f9a2c"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", unreachable)
     monkeypatch.setenv("TILLER_LLM_TIMEOUT", "2")
     seed_overfitting_run(runs_store)
     before = live_file(runs_store, RUN).read_bytes()
