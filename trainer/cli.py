@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, resolve_runs_dir
-from store.paths import RUNS_DIR_ENV
+from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, corruption_in, resolve_runs_dir
+from store.paths import DB_FILENAME, RUNS_DIR_ENV
 from trainer.config import ConfigError, describe_keys, validate_config
 from trainer.live_config import (
     LiveFile,
@@ -72,6 +72,13 @@ def open_store(args) -> Store:
         return Store(args.runs_dir)
     except StoreWriteError as exc:  # a read-only runs folder, a full disk: say so, no traceback
         fail(str(exc), code=1)
+
+
+def check_database(args) -> None:
+    """Open the runs folder's database, if it has one, and close it: the dashboard and the demo
+    serve a folder without reading it first, so a broken tiller.db is said here, before they start."""
+    if (resolve_runs_dir(args.runs_dir) / DB_FILENAME).is_file():
+        open_store(args).close()
 
 
 def stop_on_sigterm() -> None:
@@ -303,7 +310,7 @@ class DemoTrainer(threading.Thread):
 def cmd_runs(args) -> None:
     runs = open_store(args).runs()
     if args.json:
-        print(json.dumps(report.runs_records(runs), indent=2, ensure_ascii=False))
+        print(report.json_text(report.runs_records(runs)))
     else:
         report.print_runs(runs)
 
@@ -313,7 +320,7 @@ def cmd_show(args) -> None:
     run_id = resolve_run(store, args.run)
     details = report.run_details(store, run_id, live_config_path(store.runs_dir, run_id))
     if args.json:
-        print(json.dumps(details, indent=2, ensure_ascii=False, default=str))
+        print(report.json_text(details))
     else:
         print(report.run_text(details))
 
@@ -481,10 +488,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     # --runs-dir may come before or after the command; its default is "not given".
     args.runs_dir = getattr(args, "runs_dir", None)
     try:
+        if args.handler in (cmd_dashboard, cmd_demo):
+            check_database(args)
         args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, while the error can still be handled
     except BrokenPipeError:
         reader_went_away()
+    except Exception as exc:
+        # A tiller.db that is not a database, or corrupt: found on opening it (StoreCorrupt) or, for
+        # damage deeper in the file, by the query that reads it. One line, not a traceback.
+        corrupt = corruption_in(exc, resolve_runs_dir(args.runs_dir) / DB_FILENAME)
+        if corrupt is None:
+            raise
+        fail(str(corrupt), code=1)
 
 
 def reader_went_away() -> None:

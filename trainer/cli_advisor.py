@@ -1,13 +1,17 @@
-"""``tiller suggest`` and ``tiller revert``: the advisor and the undo button, from a terminal."""
+"""``tiller suggest`` and ``tiller revert``: the advisor and the undo button, from a terminal.
+
+An advisor's words, questions, reasons and refusals are anyone's text: everything printed
+goes through ``terminal_text`` (or ``terminal_json``), so none can drive the terminal.
+"""
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 from store import Store
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor.service import choose_advisor
+from trainer.safe_text import terminal_json, terminal_text
 
 
 def cmd_suggest(args, store: Store, run_id: str, fail) -> None:
@@ -17,7 +21,7 @@ def cmd_suggest(args, store: Store, run_id: str, fail) -> None:
     try:
         record = ask(store, run_id, args.question or "", asked_by="cli", advisor=advisor)
     except AdvisorError as exc:
-        fail(f"no advice: {exc}", code=1)
+        fail(terminal_text(f"no advice: {exc}"), code=1)
     applied, apply_error = None, None
     if args.apply:
         try:
@@ -25,11 +29,11 @@ def cmd_suggest(args, store: Store, run_id: str, fail) -> None:
         except AdvisorError as exc:
             apply_error = str(exc)
     if args.json:
-        print(json.dumps({**record.to_dict(), "applied": applied, "apply_error": apply_error},
-                         indent=2, ensure_ascii=False, default=str))
+        print(terminal_json({**record.to_dict(), "applied": applied, "apply_error": apply_error},
+                            indent=2, default=str))
     else:
-        print(advice_text(record))
-        print(apply_text(record, args.apply, applied, apply_error))
+        print(terminal_text(advice_text(record)))
+        print(terminal_text(apply_text(record, args.apply, applied, apply_error)))
     if apply_error:
         raise SystemExit(1)
 
@@ -67,6 +71,6 @@ def cmd_revert(args, store: Store, run_id: str, fail) -> None:
     try:
         updates = revert_version(store, run_id, args.version, source="cli")
     except AdvisorError as exc:
-        fail(f"not reverted: {exc}", code=1)
+        fail(terminal_text(f"not reverted: {exc}"), code=1)
     sent = ", ".join(f"{k}={v!r}" for k, v in updates.items())
-    print(f"sent to {run_id}: {sent} (back to v{args.version - 1} at the next epoch boundary)")
+    print(terminal_text(f"sent to {run_id}: {sent} (back to v{args.version - 1} at the next epoch boundary)"))

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from store import Store
 from trainer.live_config import pending_edit
+from trainer.safe_text import terminal_json, terminal_text
 
 
 # Each status's colour in the terminal's runs table; finished runs stay in the default colour.
@@ -51,12 +52,26 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def json_text(value: Any) -> str:
+    """``--json`` output: the same data, with control characters escaped (json leaves C1 and bidi
+    controls raw, and a terminal acts on them)."""
+    return terminal_json(value, indent=2, default=str)
+
+
 def runs_records(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _clean(v) for k, v in row.items()} for row in runs.to_dict("records")]
 
 
 def runs_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
-    """The cells of ``tiller runs``, newest run first (the store's order), as text."""
+    """The cells of ``tiller runs``, newest run first (the store's order), as text a terminal
+    only shows: names are anyone's text, and may hold escape sequences or line breaks."""
+    return [
+        {key: terminal_text(cell, single_line=True) for key, cell in row.items()}
+        for row in _runs_cells(runs)
+    ]
+
+
+def _runs_cells(runs: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "ID": r["id"],
@@ -143,10 +158,16 @@ def run_details(store: Store, run_id: str, config_path: Path) -> dict[str, Any]:
 
 
 def run_text(details: dict[str, Any]) -> str:
+    """``tiller show``: the run's record, config, history, advice, reports, metrics and events,
+    as text a terminal only shows (names, reasons and messages are anyone's text)."""
+    return terminal_text(_run_lines(details))
+
+
+def _run_lines(details: dict[str, Any]) -> str:
     run = details["run"]
     lines = [
         f"{run['id']}  [{run['status']}]  {run['model']} on {run['dataset']}",
-        f"  name      {run['name']}",
+        f"  name      {terminal_text(run['name'], single_line=True)}",
         f"  created   {local_time(run['created'])}   updated {local_time(run['updated'])}",
         f"  progress  epoch {progress(run)}   best val accuracy {run.get('best_val_accuracy') or '-'}",
         f"  process   pid {run['pid']} on {run['host']}",

@@ -25,6 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
+from trainer.safe_text import terminal_text
+
 Say = Callable[[str], None]
 
 
@@ -66,7 +68,8 @@ class LineReporter(ProgressReporter):
         self._say = say
 
     def say(self, line: str) -> None:
-        self._say(line)
+        # A log file is read in a terminal too: a reason or message must not drive it.
+        self._say(terminal_text(line))
 
 
 def silent() -> ProgressReporter:
@@ -192,8 +195,9 @@ class LiveReporter(ProgressReporter):
         self.display.stop()
 
     def say(self, line: str) -> None:
-        # Plain like the log file's lines: no markup read into it, no numbers coloured.
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        # Plain like the log file's lines: no markup ([red], [link=…]) or :emoji: read into it, no
+        # numbers coloured, no escape sequence passed to the terminal.
+        self.console.print(terminal_text(line), markup=False, emoji=False, highlight=False, soft_wrap=True)
 
     def epoch_started(self, epoch: int, total_epochs: int, batches: int) -> None:
         self.epoch, self.total_epochs, self.batches, self.done = epoch, total_epochs, batches, 0
@@ -217,7 +221,7 @@ class LiveReporter(ProgressReporter):
 
     def paused(self, run_id: str) -> None:
         self.eta.pause()
-        self.show(self.label("bold yellow"), f"[bold yellow]paused — tiller resume {escape(run_id)}[/]", draw=True)
+        self.show(self.label("bold yellow"), f"[bold yellow]paused — tiller resume {escape(terminal_text(run_id, single_line=True))}[/]", draw=True)
 
     def resumed(self) -> None:
         self.eta.resume()

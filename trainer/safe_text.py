@@ -34,15 +34,17 @@ from markdown_it.tree import SyntaxTreeNode
 
 # Characters that Markdown (or Streamlit's :color[...], :emoji: and $math$ syntax) gives
 # a meaning to inside a line. Without [ and ] no link or image can form, without < no
-# HTML or autolink; & would decode entities.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~$:&])")
+# HTML or autolink; & would decode entities. An underscore inside a word (learning_rate)
+# can neither open nor close emphasis in CommonMark: it stays as it is, readable.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]#|<>~$:&]|(?<![^\W_])_|_(?![^\W_]))")
 # What opens a block at the start of a line: a list item, a setext underline, a quote.
 _LINE_START = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
 
 
 def markdown_inline(text: Any) -> str:
-    """``text`` escaped so that Markdown renders it as the characters typed, nothing more."""
-    lines = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).split("\n")
+    """``text`` escaped so that Markdown renders it as the characters typed, nothing more
+    (control characters dropped: a report is read in terminals too)."""
+    lines = _MARKDOWN_SPECIAL.sub(r"\\\1", terminal_text(text)).split("\n")
     return "\n".join(_escape_line_start(line) for line in lines)
 
 
@@ -59,7 +61,7 @@ def _escape_line_start(line: str) -> str:
 
 def markdown_code(text: Any) -> str:
     """``text`` as one inline code span, whatever backticks it holds."""
-    content = " ".join(str(text).split("\n"))
+    content = terminal_text(text, single_line=True)
     ticks = "`" * (_longest_run(content, "`") + 1)
     pad = " " if content[:1] in "` " or content[-1:] in "` " else ""
     return f"{ticks}{pad}{content}{pad}{ticks}"
@@ -67,6 +69,7 @@ def markdown_code(text: Any) -> str:
 
 def markdown_code_block(text: str, language: str = "") -> list[str]:
     """``text`` as a fenced code block (lines), its fence longer than any backtick run inside."""
+    text = terminal_text(text)
     fence = "`" * max(3, _longest_run(text, "`") + 1)
     language = re.sub(r"[^A-Za-z0-9_+-]", "", language)[:20]
     return [fence + language, *text.rstrip("\n").split("\n"), fence]
@@ -89,7 +92,7 @@ def safe_markdown(text: str, heading_shift: int = 0) -> str:
     ``heading_shift`` moves headings down: a report's ``# title`` shown inside a page
     should not outshout the page's own headings.
     """
-    root = SyntaxTreeNode(_PARSER.parse(str(text)))
+    root = SyntaxTreeNode(_PARSER.parse(terminal_text(text)))  # a report is read in terminals too
     return "\n".join(_Writer(heading_shift).blocks(root.children))
 
 

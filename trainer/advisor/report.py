@@ -5,6 +5,11 @@ new value and the kind of change; the advisor's analysis (when the change came
 from advice); the metrics at that point; the config before and after; a
 summary. Everything is read back from the store, so the report describes what
 the trainer really applied, not what was asked for.
+
+Reasons, names, keys and the advisor's words are anyone's text, and the report is
+opened in Markdown viewers: each is escaped (``markdown_inline``, ``markdown_code``)
+or, for the analysis, parsed and written back inert (``safe_markdown``), so opening a
+report loads nothing and runs nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Mapping
 from store import Store
 from trainer.advisor.service import load_advice, split_change_id
 from trainer.live_config import write_atomic
+from trainer.safe_text import markdown_code, markdown_code_block, markdown_inline, safe_markdown
 
 REPORTS_DIRNAME = "reports"
 METRIC_ORDER = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "train/grad_norm",
@@ -82,32 +88,33 @@ def render_report(
         "# Training adjustment report",
         "",
         f"**Generated**: {stamp}  ",
-        f"**Report ID**: {report_id}  ",
-        f"**Run**: {run_id}  ",
+        f"**Report ID**: {markdown_inline(report_id)}  ",
+        f"**Run**: {markdown_inline(run_id)}  ",
         f"**Config version**: v{version} (from v{version - 1}), in force from epoch {epoch}  ",
-        f"**Source**: {source}" + (f"  \n**Change ID**: {change_id}" if change_id else ""),
+        f"**Source**: {markdown_inline(source)}" + (f"  \n**Change ID**: {markdown_inline(change_id)}"
+                                                   if change_id else ""),
         "",
         "## Reason",
         "",
-        reason or "(none given)",
+        markdown_inline(reason) if reason else "(none given)",
         "",
         "## Changes",
     ]
     for key, (old, new) in diff.items():
-        lines += ["", f"### {key}", f"- **Original**: `{_value(old)}`", f"- **New**: `{_value(new)}`",
-                  f"- **Change type**: {change_kind(old, new)}"]
+        lines += ["", f"### {_cell(key)}", f"- **Original**: {markdown_code(_value(old))}",
+                  f"- **New**: {markdown_code(_value(new))}", f"- **Change type**: {change_kind(old, new)}"]
     if advice is not None:
         lines += ["", *_advice_section(advice, numbers or [])]
     lines += ["", f"## Metrics at this point (epoch {epoch - 1})", ""]
     if metrics:
         lines += ["| Metric | Value |", "|---|---|"]
         ordered = [k for k in METRIC_ORDER if k in metrics] + sorted(k for k in metrics if k not in METRIC_ORDER)
-        lines += [f"| {k} | {metrics[k]:.6g} |" for k in ordered]
+        lines += [f"| {_cell(k)} | {metrics[k]:.6g} |" for k in ordered]  # a loop of one's own names them
     else:
         lines.append("No epoch had finished yet.")
     lines += [
-        "", "## Config comparison", "", "### Before", "```json", json.dumps(dict(before), indent=2, ensure_ascii=False),
-        "```", "", "### After", "```json", json.dumps(dict(after), indent=2, ensure_ascii=False), "```",
+        "", "## Config comparison", "", "### Before", *markdown_code_block(_json(before), "json"),
+        "", "### After", *markdown_code_block(_json(after), "json"),
         "", "## Summary", "",
         f"- This adjustment changed **{len(diff)}** parameter{'s' if len(diff) != 1 else ''}.",
         f"- It was based on {_basis(source, advice)}.",
@@ -118,30 +125,42 @@ def render_report(
 
 
 def _advice_section(advice, numbers: list[int]) -> list[str]:
-    asked = f"asked after epoch {advice.epoch} by {advice.asked_by}"
-    lines = ["## Advisor analysis", "", f"**Advisor**: {advice.advisor} ({asked}, advice {advice.id})  "]
+    asked = f"asked after epoch {advice.epoch} by {markdown_inline(advice.asked_by)}"
+    lines = ["## Advisor analysis", "",
+             f"**Advisor**: {markdown_inline(advice.advisor)} ({asked}, advice {markdown_inline(advice.id)})  "]
     if advice.question:
-        lines.append(f"**Question**: {advice.question}  ")
-    lines += ["", "**Analysis**:", "", advice.analysis.strip() or "(no analysis given)", "",
+        lines.append(f"**Question**: {markdown_inline(advice.question)}  ")
+    # The report's own headings are levels 1-3: the analysis's go below them.
+    analysis = safe_markdown(advice.analysis.strip(), heading_shift=3)
+    lines += ["", "**Analysis**:", "", analysis or "(no analysis given)", "",
               "**Suggestions**:", "", "| # | Parameter | Suggested | Applied | Reason |", "|---|---|---|---|---|"]
     for s in advice.suggestions:
-        applied = "yes" if s.number in numbers else ("refused: " + s.problem if s.problem else "not chosen")
-        lines.append(f"| {s.number} | {s.parameter} | `{_value(s.suggested_value)}` | {_cell(applied)} | "
-                     f"{_cell(s.reason)} |")
+        applied = "yes" if s.number in numbers else ("refused: " + _cell(s.problem) if s.problem else "not chosen")
+        lines.append(f"| {s.number} | {_cell(s.parameter)} | {_code_cell(_value(s.suggested_value))} | "
+                     f"{applied} | {_cell(s.reason)} |")
     return lines
 
 
 def _basis(source: str, advice) -> str:
     if advice is not None:
-        return f"the analysis of {advice.advisor}"
+        return f"the analysis of {markdown_inline(advice.advisor)}"
     return {"user": "an edit in the dashboard", "cli": "a `tiller` command", "file": "an edit of the config file",
-            "llm": "an advisor's suggestion"}.get(source, source)
+            "llm": "an advisor's suggestion"}.get(source, markdown_inline(source))
 
 
 def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
+def _json(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), indent=2, ensure_ascii=False)
+
+
 def _cell(text: str) -> str:
-    """Text made safe for one Markdown table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text made safe for one Markdown table cell (or a heading): one line, escaped."""
+    return markdown_inline(" ".join(str(text).split()))
+
+
+def _code_cell(text: str) -> str:
+    """Code in a table cell: GFM splits cells at a pipe even inside code."""
+    return markdown_code(" ".join(text.split())).replace("|", "\\|")
