@@ -11,6 +11,7 @@ re-reads only the runs list.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 import streamlit as st
 
-from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, resolve_runs_dir
+from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, corruption_in, resolve_runs_dir
 from store.paths import DB_FILENAME, run_dir_for
 from trainer import live_config
 from trainer.live_config import STATE_FILENAME
@@ -37,11 +38,41 @@ def runs_dir() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(folder: str) -> Store:
+def _open_store(folder: str) -> Store:
     # One connection per folder for the whole server; Store locks it per query.
     return Store(folder)
 
 
+def _store(folder: str) -> Store:
+    """The folder's store; opened again when tiller.db was restored or replaced, or its -wal or
+    -shm deleted, since it was opened (the old connection would show the old file's rows forever)."""
+    opened = _open_store(folder)
+    if opened.still_in_place() or not has_database(folder):  # gone: wait for the first run to create it
+        return opened
+    _open_store.clear()
+    forget_live_data()
+    return _open_store(folder)
+
+
+def _said_on_page_when_broken(read):
+    """``read``, but a tiller.db that is not a database or is corrupt shows as one ``st.error``
+    (the file, what is wrong, what to do) and ends the page or fragment there, not as a traceback."""
+
+    @functools.wraps(read)
+    def guarded(*args, **kwargs):
+        try:
+            return read(*args, **kwargs)
+        except Exception as exc:
+            corrupt = corruption_in(exc, Path(runs_dir()) / DB_FILENAME)
+            if corrupt is None:
+                raise
+        st.error(str(corrupt))
+        st.stop()
+
+    return guarded
+
+
+@_said_on_page_when_broken
 def store() -> Store:
     """The runs folder's store, for fresh reads and for the few writes the dashboard makes
     (advice it asks for); the trainer writes everything else."""
@@ -152,6 +183,7 @@ def has_database(folder: str | None = None) -> bool:
     return (Path(folder or runs_dir()) / DB_FILENAME).is_file()
 
 
+@_said_on_page_when_broken
 def runs() -> pd.DataFrame:
     """All runs, newest first (see ``Store.runs``); none while the folder has no database.
 
@@ -173,16 +205,19 @@ def _run_record(folder: str, run_id: str) -> dict[str, Any] | None:
         return None
 
 
+@_said_on_page_when_broken
 def run_record(run_id: str) -> dict[str, Any] | None:
     """One run as ``runs()`` lists it, or ``None``; read alone, not out of every run in the folder."""
     return _run_record(runs_dir(), run_id)
 
 
+@_said_on_page_when_broken
 def fresh_run_record(run_id: str) -> dict[str, Any]:
     """The run as it is right now, bypassing the cache: for checks before writing."""
     return store().run(run_id)
 
 
+@_said_on_page_when_broken
 def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
     """The runs' metrics in long form, ordered by run id as ``Store.metrics`` returns them.
 
@@ -200,6 +235,7 @@ def metrics(run_ids: Iterable[str]) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+@_said_on_page_when_broken
 def config_versions(run_id: str) -> pd.DataFrame:
     folder = runs_dir()
     ended = _ended_runs(folder)
@@ -208,26 +244,31 @@ def config_versions(run_id: str) -> pd.DataFrame:
     return _config_versions(folder, run_id)
 
 
+@_said_on_page_when_broken
 def current_config(run_id: str) -> dict[str, Any] | None:
     """The config in force (the latest version), or ``None`` before the first one is recorded."""
     versions = config_versions(run_id)
     return None if versions.empty else dict(versions.iloc[-1]["config"])
 
 
+@_said_on_page_when_broken
 def events(run_id: str, limit: int | None = None) -> pd.DataFrame:
     return _events(runs_dir(), run_id, limit)
 
 
+@_said_on_page_when_broken
 def prediction_epochs(run_id: str) -> list[int]:
     """Epochs of ``run_id`` with stored validation predictions, ascending."""
     return _prediction_epochs(runs_dir(), run_id)
 
 
+@_said_on_page_when_broken
 def predictions(run_id: str, epoch: int):
     """``store.Predictions`` of one epoch (probabilities, labels, ids, class names), or None."""
     return _predictions(runs_dir(), run_id, int(epoch))
 
 
+@_said_on_page_when_broken
 def advice(run_id: str) -> pd.DataFrame:
     """The run's advice, newest first (see ``Store.advice``)."""
     return _advice(runs_dir(), run_id)
@@ -245,11 +286,13 @@ def forget_advice() -> None:
     _advice.clear()
 
 
+@_said_on_page_when_broken
 def reports(run_id: str) -> pd.DataFrame:
     """The run's adjustment reports, newest first (id, version, epoch, time, markdown, path)."""
     return _reports(runs_dir(), run_id)
 
 
+@_said_on_page_when_broken
 def revert_preview(run_id: str, version: int) -> tuple[dict[str, Any], str]:
     """What reverting ``version`` would send (``revert_updates``), or ``({}, why not)``."""
     return _revert_preview(runs_dir(), run_id, int(version))
