@@ -116,3 +116,23 @@ def test_every_untrusted_field_of_a_report_is_inert():
                          after={"x": "```\n![](http://127.0.0.1:9/config)"}, metrics={hostile: 1.0}, advice=advice)
     assert live_parts(text) == []
     assert not TERMINAL_ACTIVE.search(text)
+
+
+def test_the_training_display_prints_lines_inert():
+    """tiller train's lines (a version's reason, a refused edit's message) in a terminal and in a log."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from trainer.progress import LineReporter, LiveReporter
+
+    line = "v2 applied: " + TERMINAL.replace("TRAP", TRAP) + " :smile:"
+    screen = StringIO()
+    with LiveReporter(Console(file=screen, force_terminal=True, width=200)) as live:
+        live.say(line)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # rich's own cursor and colour codes
+    assert not TERMINAL_ACTIVE.search(shown.replace("\r", ""))
+    assert "\x1b]" not in screen.getvalue() and "[red]red[/red]" in shown and ":smile:" in shown
+    logged = []
+    LineReporter(logged.append).say(line)
+    assert not TERMINAL_ACTIVE.search(logged[0]) and "hidden" in logged[0]
