@@ -29,7 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.liveness import THIS_HOST, process_state
+import weakref
+
+from store.liveness import THIS_HOST, process_gone, process_state
 
 try:
     import fcntl
@@ -60,6 +62,10 @@ class Holder:
         if self.host != THIS_HOST:
             return (f"It runs on another machine: stop it there (tiller stop {run_id}) or end that process, "
                     f"then try again.")
+        if self.pid and process_gone(self.pid, self.host):  # a child it forked without exec keeps its files open
+            return (f"Process {self.pid} has ended, but a process it started (a data-loader worker?) still holds "
+                    f"the lock; try again once that one has ended too (`fuser {LOCK_FILENAME}` in the run's "
+                    f"folder names it).")
         state = process_state(self.pid) if self.pid else None
         if state == "T":  # stopped by SIGSTOP or Ctrl-Z: alive, and would train on after SIGCONT
             return (f"That process is stopped (SIGSTOP or Ctrl-Z), not dead: `kill -CONT {self.pid}` lets it go "
@@ -87,6 +93,8 @@ class Ownership:
         self.run_id = run_id
         self._fd = fd  # open, and locked, until released
         self.why_unlocked = why_unlocked  # why there is no lock, when there is none
+        if fd is not None:
+            _HELD.add(self)
 
     @property
     def locked(self) -> bool:
@@ -108,6 +116,24 @@ class Ownership:
     def __exit__(self, *exc) -> bool:
         self.release()
         return False
+
+
+# A child forked without exec (a DataLoader worker, multiprocessing's fork) shares the lock's
+# open file: it would keep the run locked after its parent died. It closes its copy at once;
+# the lock stays with the parent (closing one of several descriptors does not release it).
+_HELD: "weakref.WeakSet[Ownership]" = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for ownership in list(_HELD):
+        fd, ownership._fd = ownership._fd, None
+        if fd is not None:
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def take_ownership(run_dir: Path, run_id: str) -> Ownership:

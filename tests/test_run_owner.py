@@ -26,6 +26,19 @@ with Store(sys.argv[1]).start_run(model="mlp", dataset="digits", run_id="held") 
 """
 
 
+HOLD_RUN_WITH_A_FORKED_WORKER = """
+import os, sys, time
+from store import Store
+with Store(sys.argv[1]).start_run(model="mlp", dataset="digits", run_id="held") as run:
+    worker = os.fork()  # as a DataLoader worker is started: no exec, every open file shared
+    if worker == 0:
+        time.sleep(600)
+        os._exit(0)
+    print(worker, flush=True)
+    time.sleep(600)
+"""
+
+
 def resumed_events(store: Store, run_id: str) -> list[str]:
     return [m for m in store.events(run_id)["message"] if m.startswith("Resumed")]
 
@@ -122,3 +135,21 @@ def test_two_resumes_started_at_once_train_the_run_once(tmp_path):
     assert len(resumed_events(store, run_id)) == 1
     assert store.run(run_id)["status"] == "finished"
     assert epochs_by_series(store, run_id) == {key: [1, 2, 3] for key in SERIES}
+
+
+def test_a_worker_forked_by_the_holder_does_not_keep_the_run_after_the_holder_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RUN_WITH_A_FORKED_WORKER, str(tmp_path)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    try:
+        store = Store(tmp_path)
+        with pytest.raises(RunOwned):
+            store.reopen_run("held")
+        holder.kill()
+        holder.wait()
+        os.kill(worker, 0)  # the worker lives on, as an orphan
+        with store.reopen_run("held") as run:
+            assert read_holder(run.dir).pid == os.getpid()
+    finally:
+        holder.kill()
+        os.kill(worker, signal.SIGKILL)
