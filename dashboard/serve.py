@@ -328,7 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket's file descriptor")
     parser.add_argument("--host", required=True, help="the --host the user gave (a Host name served)")
     args = parser.parse_args(argv)
-    serve(socket.socket(fileno=args.fd), args.host)
+    try:
+        serve(socket.socket(fileno=args.fd), args.host)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: uvicorn has shut down cleanly already, then
+        # raises the signal again on its way out. The parent says what happened.
+        pass
 
 
 if __name__ == "__main__":
