@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from dashboard.serve import ServedHosts
 from store import Store
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 from trainer.live_config import live_config_path, parse_live_file
@@ -136,6 +137,40 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+# ------------------------------------------------------------------ the Host names served (no processes)
+
+@pytest.mark.parametrize("host_header, served", [
+    ("localhost:8501", True), ("127.0.0.1:8501", True), ("[::1]:8501", True), ("LocalHost.:8501", True),
+    ("localhost:8502", False), ("localhost", False), ("", False), (None, False),
+    ("rebound.example:8501", False), ("attacker@localhost:8501", False), ("localhost:8501/x", False),
+    ("127.0.0.2:8501", False), ("localhost:85O1", False),
+])
+def test_the_default_address_serves_only_the_loopback_names(host_header, served):
+    assert ServedHosts("127.0.0.1", "127.0.0.1", 8501).serves(host_header) is served
+
+
+def test_a_named_host_serves_its_name_and_address_and_a_wildcard_this_machines_names_and_addresses():
+    named = ServedHosts("tiller.internal", "192.0.2.2", 8501)
+    assert named.serves("tiller.internal:8501") and named.serves("192.0.2.2:8501")
+    assert not named.serves("rebound.example:8501")
+    anywhere = ServedHosts("0.0.0.0", "0.0.0.0", 8501)
+    assert anywhere.serves(f"{socket.gethostname()}:8501")
+    assert anywhere.serves("127.0.0.2:8501")  # an address of this machine (all of 127/8 is)
+    assert not anywhere.serves("203.0.113.7:8501")  # not this machine's (a documentation address)
+    assert not anywhere.serves("rebound.example:8501")  # a name that merely resolves here: DNS rebinding
+
+
+@pytest.mark.parametrize("origin, host_header, same", [
+    ("http://localhost:8501", "localhost:8501", True), ("http://LOCALHOST:8501", "localhost:8501", True),
+    ("http://localhost", "localhost:80", True),
+    ("http://localhost:8501", "127.0.0.1:8501", False), ("http://localhost:8502", "localhost:8501", False),
+    ("https://localhost:8501", "localhost:8501", False), ("null", "localhost:8501", False),
+    ("http://user@localhost:8501", "localhost:8501", False),
+])
+def test_same_origin_is_scheme_host_and_port(origin, host_header, same):
+    assert ServedHosts.same_origin(origin, host_header) is same
 
 
 # ------------------------------------------------------------------ raw requests
