@@ -16,8 +16,27 @@ from tests.anthropic_fake import FakeAnthropic, Reply, error_body, key_echo, key
 from tests.test_advisor_live import read_state, stop
 from tests.test_advisor_llm import make_run
 from tests.test_live_steering import ROOT, start_and_finish_epoch_1, wait_for
+from trainer.advisor.redact import REDACTED, redact, redact_data
 
 KEY = "sk-ant-api03-Gateway/Echo+Key=9f8e7d6c5b4a3210ZYXW"  # "/", "+", "=" change when escaped or encoded
+
+
+@pytest.mark.parametrize("echo", [
+    KEY, f"Bearer {KEY}.", f'{{"key": "{KEY}"}}', KEY.replace("/", "\\/"), "key=" + KEY.replace("/", "%2F")
+    .replace("+", "%2B").replace("=", "%3D"), "key=" + KEY.replace("/", "%2f").replace("+", "%2b").replace("=", "%3d"),
+    KEY[:30], KEY[-14:], KEY[10:24],
+])
+def test_redact_finds_the_key_whole_encoded_or_in_part(echo):
+    redacted = redact(f"gateway says: {echo} (sorry)", [KEY])
+    assert key_leaks(redacted, KEY) == [] and REDACTED in redacted and redacted.startswith("gateway says: ")
+
+
+def test_redact_leaves_ordinary_text_and_short_placeholders_alone():
+    text = "lower the learning rate: val/loss rose from 0.31 to 0.45; key ends …ZYXW"  # a 4-character tail is fine
+    assert redact(text, [KEY]) == text
+    assert redact("the gw-token1 was refused", ["gw-token1"]) == "the [redacted] was refused"  # short: whole only
+    assert redact("a test of the best settings", ["test"]) == "a test of the best settings"  # a placeholder
+    assert redact_data({"a": [KEY, 1.5, None], KEY: True}, [KEY]) == {"a": [REDACTED, 1.5, None], REDACTED: True}
 
 
 @pytest.fixture

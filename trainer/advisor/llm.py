@@ -101,17 +101,19 @@ class ClaudeAdvisor:
             timeout = self.timeout if self.timeout is not None else timeout_seconds()
         except AdvisorError as exc:
             return str(exc)
+        content = json.dumps(context_payload(ctx), ensure_ascii=False)
         import anthropic  # here, not at the top: the SDK takes seconds to import and the offline path needs none
 
-        client = anthropic.Anthropic(timeout=timeout, max_retries=self.max_retries)
+        client = None
         try:
+            client = anthropic.Anthropic(timeout=timeout, max_retries=self.max_retries)
             raw = client.messages.with_raw_response.create(
                 model=self.model,
                 max_tokens=MAX_TOKENS,
                 system=SYSTEM_PROMPT,
                 tools=[TOOL],
                 tool_choice={"type": "tool", "name": TOOL_NAME},
-                messages=[{"role": "user", "content": json.dumps(context_payload(ctx), ensure_ascii=False)}],
+                messages=[{"role": "user", "content": content}],
             )
             return self._advice_from(raw, endpoint(client))
         except AdvisorError as exc:
@@ -121,7 +123,8 @@ class ClaudeAdvisor:
         except Exception as exc:  # noqa: BLE001 - the SDK's own surprises become a message, never a traceback
             return f"the Anthropic SDK failed ({type(exc).__name__}: {exc}); nothing was changed"
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     def _advice_from(self, raw, base_url: str) -> Advice:
         content_type = raw.headers.get("content-type", "").split(";")[0].strip() or "no content type"

@@ -21,7 +21,7 @@ REDACTED = "[redacted]"
 # ordinary text never matches by chance, short enough to catch a key cut in half.
 ECHO_CHARS = 12
 # Values shorter than this are placeholders, not credentials; hunting them would garble words.
-MIN_SECRET_CHARS = 4
+MIN_SECRET_CHARS = 8
 
 
 def secret_values() -> list[str]:
