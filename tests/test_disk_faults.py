@@ -1,14 +1,20 @@
 """A disk that fills up mid-run, or a runs folder that is read-only: a clear error,
 nothing recorded is lost, and ``tiller resume`` goes on once there is room again.
 
-The real-disk tests mount a small tmpfs (and a read-only bind mount), so they need
-root; elsewhere they skip and the in-process test still covers the database path.
+The real-disk tests mount a small tmpfs (and a read-only bind mount), and the folder
+turned read-only mid-run trains as the unprivileged user ``nobody`` (root may write
+anywhere), so they need root; elsewhere they skip and the in-process test still
+covers the database path.
 """
 
 import errno
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +132,60 @@ def test_a_database_that_turns_read_only_mid_run_raises_without_losing_rows(tmp_
     store.db.conn.close()
     store.db.conn = writable
     assert store.metrics(["r"])["epoch"].tolist() == [1]
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nobodys_folder():
+    """A folder the unprivileged user ``nobody`` owns and can reach (pytest's tmp_path is root's alone)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to train as an unprivileged user")
+    folder = Path(tempfile.mkdtemp(prefix="tiller-nobody-"))
+    folder.chmod(0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    yield folder
+    subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+    shutil.rmtree(folder)
+
+
+def as_nobody(folder: Path, *tiller_args: str, **popen) -> subprocess.Popen:
+    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+               sys.executable, "-m", "trainer", *tiller_args, "--runs-dir", str(folder / "runs")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(folder)}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+
+
+def test_a_runs_folder_turned_read_only_mid_run_stops_training_clearly_and_resume_goes_on(nobodys_folder):
+    runs_dir = nobodys_folder / "runs"
+    proc = as_nobody(nobodys_folder, "train", "--set", 'model_name="mlp"', "--set", "num_epochs=5",
+                     "--set", "batch_size=1")
+    try:
+        # Only once the trainer made the database and its run folder may this (root) process open it.
+        wait_for(lambda: runs_dir.is_dir() and any(path.is_dir() for path in runs_dir.iterdir()), "the run folder",
+                 proc)
+        store = Store(runs_dir)
+        run_id = wait_for(lambda: only_run(store), "the run is created", proc)
+        wait_for(lambda: epochs_logged(store, run_id) >= 1, "epoch 1", proc)
+        subprocess.run(["chmod", "-R", "a-w", str(runs_dir)], check=True)  # what `chmod` does to a user's folder
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, output
+    assert "tiller: training stopped: " in output and "Permission denied" in output, output
+    assert "Everything written before is kept" in output and f"tiller resume {run_id}" in output, output
+    assert "Traceback" not in output
+
+    trained = epochs_by_series(store, run_id)
+    done = trained["val/loss"]
+    assert done == list(range(1, len(done) + 1)) and all(epochs == done for epochs in trained.values())
+    assert store.run(run_id)["status"] in ("failed", "crashed")
+
+    subprocess.run(["chmod", "-R", "u+w", str(runs_dir)], check=True)
+    resumed = as_nobody(nobodys_folder, "resume", run_id)
+    resumed_output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, resumed_output
+    assert store.run(run_id)["status"] == "finished"
+    assert epochs_by_series(store, run_id) == {key: [1, 2, 3, 4, 5] for key in SERIES}

@@ -141,3 +141,62 @@ def test_every_dashboard_page_shows_a_broken_database_as_an_error(broken_dashboa
     errors = [e.value for e in at.error]
     assert len(errors) == 1, errors
     assert_says_broken(errors[0], runs_dir, kind)
+
+
+# ------------------------------------------------- files moved under a trainer
+
+def series_epochs(runs_dir: Path, run_id: str) -> dict[str, list[int]]:
+    store = Store(runs_dir)
+    try:
+        metrics = store.metrics([run_id])
+        return {f"{split}/{name}": group["epoch"].tolist() for (split, name), group in metrics.groupby(["split", "name"])}
+    finally:
+        store.close()
+
+
+def trainer_past_epoch_2(runs_dir: Path, epochs: int = 40):
+    """A trainer of many one-second epochs that has logged two of them; the test's own connection closed."""
+    proc = start_trainer(runs_dir, 'model_name="mlp"', f"num_epochs={epochs}")
+    store = Store(runs_dir)
+    run_id = wait_for(lambda: only_run(store), "the run is created", proc)
+    wait_for(lambda: epochs_logged(store, run_id) >= 2, "epoch 2", proc)
+    store.close()  # this process must not share the files the test is about to delete
+    return proc, run_id
+
+
+def test_deleting_the_wal_under_a_trainer_stops_it_and_a_later_run_keeps_its_rows(tmp_path):
+    runs_dir = tmp_path / "runs"
+    first, first_id = trainer_past_epoch_2(runs_dir)
+    for suffix in ("-wal", "-shm"):
+        (runs_dir / f"tiller.db{suffix}").unlink()
+
+    later = start_trainer(runs_dir, 'model_name="mlp"', "num_epochs=3", "batch_size=64")
+    later_out, _ = later.communicate(timeout=300)
+    assert later.returncode == 0, later_out
+    first_out, _ = first.communicate(timeout=300)  # before the fix it trained on, and its last close lost the rows
+
+    assert first.returncode == 1, first_out
+    assert f"tiller: training stopped: {runs_dir / 'tiller.db-wal'} was deleted while this process had" in first_out
+    assert "writes nothing more to the database" in first_out and f"tiller resume {first_id}" in first_out
+    assert "Traceback" not in first_out
+    runs = Store(runs_dir).runs().set_index("id")
+    later_id = next(run_id for run_id in runs.index if run_id != first_id)
+    assert runs.loc[later_id, "status"] == "finished"
+    assert series_epochs(runs_dir, later_id) == {name: [1, 2, 3] for name in series_epochs(runs_dir, later_id)}
+    assert "val/loss" in series_epochs(runs_dir, later_id)
+
+
+def test_moving_tiller_db_away_under_a_trainer_stops_it_writing_there(tmp_path):
+    runs_dir = tmp_path / "runs"
+    proc, run_id = trainer_past_epoch_2(runs_dir)
+    moved = tmp_path / "moved.db"
+    shutil.move(runs_dir / "tiller.db", moved)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out
+    assert f"tiller: training stopped: {runs_dir / 'tiller.db'} was moved or deleted while this process had it open"\
+        in out, out
+    assert "Traceback" not in out
+    # The moved file stopped growing when the trainer noticed: nothing lands there once it said so.
+    size = moved.stat().st_size, Path(f"{runs_dir / 'tiller.db'}-wal").stat().st_size
+    time.sleep(1.5)
+    assert (moved.stat().st_size, Path(f"{runs_dir / 'tiller.db'}-wal").stat().st_size) == size
