@@ -4,6 +4,8 @@ The SDK reads ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` (a proxy or
 gateway) from the environment itself; Tiller passes neither on, so the key
 stays in the environment and never reaches the store, a report, a log or the
 page. Every failure becomes an ``AdvisorError`` with a message for the user.
+A gateway may quote the key back: every message and reply that leaves the SDK
+call here goes through ``redact`` first, so nothing downstream can carry it.
 """
 
 from __future__ import annotations
