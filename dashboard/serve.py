@@ -99,9 +99,12 @@ def free_port_above(family: int, address: str, port: int) -> int | None:
     return None
 
 
-def server_command(sock: socket.socket, host: str) -> list[str]:
+def server_command(sock: socket.socket, host: str, origins: list[str]) -> list[str]:
     """The child process that serves on ``sock`` (pass it with ``pass_fds``)."""
-    return [sys.executable, "-m", "dashboard.serve", "--fd", str(sock.fileno()), "--host", host]
+    command = [sys.executable, "-m", "dashboard.serve", "--fd", str(sock.fileno()), "--host", host]
+    for origin in origins:
+        command += ["--origin", origin]
+    return command
 
 
 def url_for(host: str, port: int) -> str:
@@ -177,6 +180,22 @@ def is_local_address(name: str) -> bool:
             return False
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(text: str) -> str:
+    """A browser origin, ``scheme://host[:port]``, as browsers send it (lower case, no default
+    port); ValueError if ``text`` is not one."""
+    parts = urlsplit(text.strip())
+    scheme = parts.scheme.lower()
+    if (scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None
+            or parts.password is not None or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f"not an origin (scheme://host[:port]): {text!r}")
+    port = parts.port  # ValueError when it is not a number in range
+    shown_port = "" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{bracketed(parts.hostname.lower().rstrip('.'))}{shown_port}"
+
+
 def host_and_port(value: str | None, default_port: int | None = None) -> tuple[str, int | None] | None:
     """``(host, port)`` of a Host header or an origin's authority, lower case; None if malformed."""
     if not value:
@@ -197,22 +216,41 @@ class ServedHosts:
 
     ``localhost`` and the loopback addresses, the ``--host`` value and the address bound to, at
     the dashboard's port; with a wildcard ``--host`` (0.0.0.0, ::), also this machine's names and
-    any of its addresses."""
+    any of its addresses. ``origins`` (``--origin``: a reverse proxy's public address) are pages
+    the dashboard answers too, and their host names are served, for a proxy that passes Host on."""
 
-    def __init__(self, host: str, bound_address: str, port: int):
+    def __init__(self, host: str, bound_address: str, port: int, origins: tuple[str, ...] = ()):
         self.port = port
         self.wildcard = is_wildcard(host) or is_wildcard(bound_address)
         names = {"localhost", "127.0.0.1", "::1", host, bound_address}
         if self.wildcard:
             names |= {socket.gethostname(), socket.getfqdn()}
         self.names = {name.lower().rstrip(".") for name in names if name}
+        self.origins = frozenset(parse_origin(origin) for origin in origins)
+        self.proxied = set()  # (name, port) of the trusted origins, as a Host header gives them
+        for origin in self.origins:
+            scheme, _, authority = origin.partition("://")
+            name, port_given = host_and_port(authority)
+            self.proxied |= {(name, port_given)} if port_given else {(name, None), (name, DEFAULT_PORTS[scheme])}
 
     def serves(self, host_header: str | None) -> bool:
+        if host_and_port(host_header) in self.proxied:
+            return True
         parsed = host_and_port(host_header, default_port=80)
         if parsed is None or parsed[1] != self.port:
             return False
         name = parsed[0]
         return name in self.names or (self.wildcard and is_local_address(name))
+
+    def trusts(self, origin: str, host_header: str) -> bool:
+        """Whether a request's Origin is one of the dashboard's pages: its own, or a trusted origin."""
+        try:
+            if parse_origin(origin) in self.origins:
+                return True
+        except ValueError:
+            return False
+        # Under a trusted origin's name only that origin is the dashboard's own (not its http twin).
+        return self.same_origin(origin, host_header) and host_and_port(host_header) not in self.proxied
 
     @staticmethod
     def same_origin(origin: str, host_header: str) -> bool:
@@ -232,7 +270,7 @@ def refusal(hosts: ServedHosts, headers, websocket: bool) -> str | None:
         return f"Host {host!r} is not a name this dashboard serves"
     # Browsers send Origin with every WebSocket and every cross-origin request; a client that
     # sends none is not a page in a browser, so no other site can be acting through it.
-    if origin is not None and not hosts.same_origin(origin, host):
+    if origin is not None and not hosts.trusts(origin, host):
         return f"Origin {origin!r} is not this dashboard's"
     if not websocket and embedded_by_another_site(headers):
         return f"a {headers.get('sec-fetch-dest')!r} request from another site's page"
@@ -245,6 +283,19 @@ def embedded_by_another_site(headers) -> bool:
     if headers.get("sec-fetch-site") not in ("cross-site", "same-site"):  # same-site: another localhost port
         return False
     return not (headers.get("sec-fetch-mode") == "navigate" and headers.get("sec-fetch-dest") == "document")
+
+
+def as_own_origin(scope, headers):
+    """``scope`` with an Origin that passed the guard shown to Streamlit as the Host's own.
+
+    Streamlit checks Origin again, more loosely: it would refuse a trusted ``--origin`` behind a
+    proxy that rewrites Host, after looking up this machine's external IP over the network."""
+    host, origin = headers.get("host"), headers.get("origin")
+    if origin is None or ServedHosts.same_origin(origin, host):
+        return scope
+    rewritten = [(name, f"http://{host}".encode("latin-1") if name == b"origin" else value)
+                 for name, value in scope["headers"]]
+    return {**scope, "headers": rewritten}
 
 
 class SameOriginGuard:
@@ -261,11 +312,13 @@ class SameOriginGuard:
             return
         from starlette.datastructures import Headers
 
-        reason = refusal(self.hosts, Headers(scope=scope), websocket=scope["type"] == "websocket")
+        headers = Headers(scope=scope)
+        reason = refusal(self.hosts, headers, websocket=scope["type"] == "websocket")
         if reason is not None:
             self.report(reason, scope)
             await (self.refuse_websocket if scope["type"] == "websocket" else self.refuse_http)(receive, send)
             return
+        scope = as_own_origin(scope, headers)
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
@@ -302,7 +355,7 @@ class SameOriginGuard:
 
 # ------------------------------------------------------------------ the child: serve
 
-def serve(sock: socket.socket, host: str) -> None:
+def serve(sock: socket.socket, host: str, origins: tuple[str, ...] = ()) -> None:
     """Serve the dashboard on ``sock`` until SIGINT or SIGTERM (uvicorn ends it gracefully)."""
     import streamlit as st
     import uvicorn
@@ -311,7 +364,8 @@ def serve(sock: socket.socket, host: str) -> None:
     from streamlit.web.server.starlette.starlette_server import _get_uvicorn_config_kwargs
 
     bound_address, port = sock.getsockname()[:2]
-    app = st.App(APP_SCRIPT, middleware=[Middleware(SameOriginGuard, hosts=ServedHosts(host, bound_address, port))])
+    hosts = ServedHosts(host, bound_address, port, origins)
+    app = st.App(APP_SCRIPT, middleware=[Middleware(SameOriginGuard, hosts=hosts)])
     # After App(), which tells Streamlit where the script is (its folder's config is read too).
     bootstrap.load_config_options({**STREAMLIT_OPTIONS, "server.address": host, "server.port": port})
     settings = {
@@ -327,9 +381,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  "(started by `tiller dashboard` and `tiller demo`).")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket's file descriptor")
     parser.add_argument("--host", required=True, help="the --host the user gave (a Host name served)")
+    parser.add_argument("--origin", action="append", default=[], help="another origin whose pages are answered")
     args = parser.parse_args(argv)
     try:
-        serve(socket.socket(fileno=args.fd), args.host)
+        serve(socket.socket(fileno=args.fd), args.host, tuple(args.origin))
     except KeyboardInterrupt:
         # Ctrl-C reaches the whole process group: uvicorn has shut down cleanly already, then
         # raises the signal again on its way out. The parent says what happened.

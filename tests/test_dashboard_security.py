@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dashboard.serve import ServedHosts
+from dashboard.serve import ServedHosts, parse_origin
 from store import Store
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 from trainer.live_config import live_config_path, parse_live_file
@@ -80,8 +80,12 @@ def websocket_upgrade(port: int, host: str, origin: str | None) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+PROXY_ORIGIN = "https://tiller.example.com"  # a reverse proxy's public address, given with --origin
+
+
 class Served:
-    """A live run (an MLP on the digits, about a second per epoch) and a ``tiller dashboard`` on it."""
+    """A live run (an MLP on the digits, about a second per epoch) and a ``tiller dashboard`` on it,
+    which also answers pages of a reverse proxy (``--origin``)."""
 
     def __init__(self, tmp_path: Path):
         self.runs_dir, self.port, self.log = tmp_path / "runs", free_port(), tmp_path / "dashboard.log"
@@ -92,7 +96,7 @@ class Served:
         with open(self.log, "w", encoding="utf-8") as log:
             self.dashboard = subprocess.Popen(
                 [sys.executable, "-m", "trainer", "dashboard", "--runs-dir", str(self.runs_dir),
-                 "--port", str(self.port), "--no-browser"],
+                 "--port", str(self.port), "--no-browser", "--origin", PROXY_ORIGIN],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                 start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -162,6 +166,25 @@ def test_a_named_host_serves_its_name_and_address_and_a_wildcard_this_machines_n
     assert not anywhere.serves("rebound.example:8501")  # a name that merely resolves here: DNS rebinding
 
 
+def test_a_trusted_origin_is_answered_and_its_host_name_served():
+    hosts = ServedHosts("127.0.0.1", "127.0.0.1", 8501, origins=("HTTPS://Tiller.Example.com:443/",))
+    assert hosts.origins == {"https://tiller.example.com"}
+    assert hosts.serves("tiller.example.com") and hosts.serves("tiller.example.com:443")
+    assert not hosts.serves("tiller.example.com:8501") and not hosts.serves("other.example.com")
+    assert hosts.trusts("https://tiller.example.com", "127.0.0.1:8501")
+    assert not hosts.trusts("http://tiller.example.com", "tiller.example.com")  # another scheme
+    assert not hosts.trusts("null", "tiller.example.com")
+    with_port = ServedHosts("127.0.0.1", "127.0.0.1", 8501, origins=("http://10.1.2.3:9000",))
+    assert with_port.serves("10.1.2.3:9000") and not with_port.serves("10.1.2.3")
+
+
+@pytest.mark.parametrize("text", ["ftp://x.example", "https://x.example/path", "x.example", "https://", "null",
+                                  "https://user@x.example", "https://x.example:99999"])
+def test_what_is_not_an_origin_is_refused(text):
+    with pytest.raises(ValueError):
+        parse_origin(text)
+
+
 @pytest.mark.parametrize("origin, host_header, same", [
     ("http://localhost:8501", "localhost:8501", True), ("http://LOCALHOST:8501", "localhost:8501", True),
     ("http://localhost", "localhost:80", True),
@@ -188,6 +211,10 @@ def test_same_origin_is_scheme_host_and_port(origin, host_header, same):
     pytest.param("127.0.0.1:{other}", "http://127.0.0.1:{other}", 403, id="another port in Host"),
     pytest.param("127.0.0.1:{port}", "null", 403, id="an opaque origin (sandboxed frame, file)"),
     pytest.param("127.0.0.1:{port}", "https://127.0.0.1:{port}", 403, id="another scheme"),
+    pytest.param("tiller.example.com", PROXY_ORIGIN, 101, id="--origin, through a proxy passing Host on"),
+    pytest.param("127.0.0.1:{port}", PROXY_ORIGIN, 101, id="--origin, through a proxy rewriting Host"),
+    pytest.param("tiller.example.com", "https://rebound.example", 403, id="another site under the proxy's name"),
+    pytest.param("tiller.example.com:8443", None, 403, id="the proxy's name, another port"),
 ])
 def test_the_stream_opens_only_to_the_dashboards_own_origin_and_host(served, host, origin, expected):
     fill = {"port": served.port, "other": free_port()}

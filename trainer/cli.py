@@ -195,7 +195,8 @@ def training_errors_reported():
 
 def cmd_dashboard(args) -> None:
     sock = listen_for_dashboard(args)
-    sys.exit(run_dashboard(args.runs_dir, sock, host=args.host, open_browser=not args.no_browser))
+    sys.exit(run_dashboard(args.runs_dir, sock, host=args.host, origins=args.origin,
+                           open_browser=not args.no_browser))
 
 
 def listen_for_dashboard(args):
@@ -214,7 +215,7 @@ def listen_for_dashboard(args):
         fail(f"{exc}; check --host and --port", code=1)
 
 
-def run_dashboard(runs_dir: str | None, sock, *, host: str, open_browser: bool) -> int:
+def run_dashboard(runs_dir: str | None, sock, *, host: str, origins: list[str], open_browser: bool) -> int:
     """Serve the dashboard on ``sock`` (from :func:`listen_for_dashboard`) in a child process until
     Ctrl-C or SIGTERM; print the URL, and open it, once the server answers."""
     from dashboard import serve
@@ -223,7 +224,7 @@ def run_dashboard(runs_dir: str | None, sock, *, host: str, open_browser: bool) 
     url, health_url = serve.url_for(host, sock.getsockname()[1]), serve.health_url(sock)
     stop_on_sigterm()  # `kill PID` ends the server too, instead of leaving it serving the port
     # The child's stdout goes to stderr: stdout holds Tiller's own lines only.
-    server = subprocess.Popen(serve.server_command(sock, host), env=env, pass_fds=[sock.fileno()],
+    server = subprocess.Popen(serve.server_command(sock, host, origins), env=env, pass_fds=[sock.fileno()],
                               stdin=subprocess.DEVNULL, stdout=sys.stderr,
                               preexec_fn=end_with_parent if sys.platform == "linux" else None)
     sock.close()  # the server holds it now; the port is free again when the server ends
@@ -272,7 +273,8 @@ def cmd_demo(args) -> None:
     trainer = DemoTrainer(runs_dir, log_path)
     trainer.start()
     try:
-        code = run_dashboard(str(runs_dir), sock, host=args.host, open_browser=not args.no_browser)
+        code = run_dashboard(str(runs_dir), sock, host=args.host, origins=args.origin,
+                             open_browser=not args.no_browser)
     finally:
         trainer.stop()
     if code:
@@ -481,6 +483,19 @@ def _dashboard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: only this machine can reach it)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+    p.add_argument("--origin", type=origin_url, action="append", default=[], metavar="URL",
+                   help="also answer pages served at URL, e.g. https://tiller.example.com behind a reverse proxy "
+                        "(repeatable; otherwise only the dashboard's own address is answered)")
+
+
+def origin_url(text: str) -> str:
+    from dashboard.serve import parse_origin
+
+    try:
+        return parse_origin(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected scheme://host[:port], e.g. https://tiller.example.com, "
+                                         f"got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
