@@ -143,7 +143,10 @@ def take_ownership(run_dir: Path, run_id: str) -> Ownership:
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILENAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), True
+    except PermissionError:  # made by another user (or a read-only folder): flock needs no write access
+        fd, writable = os.open(path, os.O_RDONLY), False
     if fcntl is None:
         os.close(fd)
         return Ownership(run_id, None, "this system has no flock (Windows)")
@@ -157,7 +160,8 @@ def take_ownership(run_dir: Path, run_id: str) -> Ownership:
         if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks (some NFS)
             return Ownership(run_id, None, f"the runs folder's file system takes no locks ({exc.strerror})")
         raise
-    _write_holder(fd)
+    if writable:
+        _write_holder(fd)  # else a refusal names no holder, but still refuses
     return Ownership(run_id, fd)
 
 
