@@ -73,10 +73,15 @@ def connect(path: Path) -> sqlite_utils.Database:
 
 def _refuse_other_databases(conn: sqlite3.Connection, path: Path) -> None:
     """An SQLite file that holds tables but never ran a Tiller migration belongs to something else."""
-    # One statement, so one snapshot: another process may be creating the schema right now.
-    version, tables = conn.execute(
-        "SELECT user_version, (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table') FROM pragma_user_version"
-    ).fetchone()
+    # One read transaction, so one snapshot: another process may be creating the schema right now.
+    # Two plain statements, not one over pragma_user_version: SQLite's authorizer reports that
+    # table-valued pragma as an update of sqlite_master, and the dashboard must prepare no write.
+    conn.execute("BEGIN")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    finally:
+        conn.execute("COMMIT")
     if version == 0 and tables:
         names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 4")]
         raise StoreCorrupt(corrupt_message(path, f"is an SQLite database, but not Tiller's (it holds tables "
