@@ -115,10 +115,14 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and type(a) is type(b)  # 1 is not True, 1.0 is not 1: the checks tell them apart
 
 
-def pending_status(run_status: str = "running", epochs_done: int | None = None) -> str:
-    """What a sent suggestion waiting in the live config file reads, by the run's status."""
+def pending_status(run_status: str = "running", epochs_done: int | None = None, *, resumable: bool = True) -> str:
+    """What a sent suggestion waiting in the live config file reads, by the run's status.
+
+    ``resumable``: whether ``tiller resume`` can continue the run (a run of a user's own loop it cannot)."""
     if run_status == "finished":
         return "✖ sent, never applied: the run finished first"
+    if run_status in ENDED_AS and not resumable:
+        return f"✖ sent, never applied: the run {ENDED_AS[run_status]}, and a run of your own loop is not resumed"
     if run_status in ENDED_AS:
         return f"⏳ sent, not applied yet: the run {ENDED_AS[run_status]}; `tiller resume` applies it"
     if epochs_done is None:
@@ -134,12 +138,13 @@ def suggestion_rows(
     *,
     run_status: str = "running",
     epochs_done: int | None = None,
+    resumable: bool = True,
 ) -> list[SuggestionRow]:
     """Each suggestion of ``record`` with its status now and whether it may be ticked.
 
     ``config_now`` is the config in force, ``versions`` its history; ``waiting`` the
     values the live config file asks for that the run has not applied yet.
-    ``run_status`` and ``epochs_done`` say when a waiting suggestion applies.
+    ``run_status``, ``epochs_done`` and ``resumable`` say when a waiting suggestion applies.
     """
     waiting = waiting or {}
     applied = applied_in(versions, record.id)
@@ -154,7 +159,7 @@ def suggestion_rows(
             # Sent alone or with others of this advice: the version records the last sending's numbers.
             status, sent = f"✅ applied as v{change[0]}, in force from epoch {change[1]}", True
         elif s.parameter in waiting and _same(waiting[s.parameter], s.suggested_value):
-            status, sent = pending_status(run_status, epochs_done), True
+            status, sent = pending_status(run_status, epochs_done, resumable=resumable), True
         elif in_force:
             status = "already the run's value: nothing to send"
         else:

@@ -24,6 +24,7 @@ from dashboard.display import (
     diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, local_time, md_escape,
     show_kept_toast, user_timezone,
 )
+from store.store import OWN_LOOP
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
 from trainer.advisor import llm
 from trainer.live_config import pending_edit, request_change
@@ -159,7 +160,8 @@ def show_advice(run_id: str, record: AdviceRecord) -> None:
             st.caption("No suggestions: the advisor sees nothing to change now.")
             return
         rows = views.suggestion_rows(record, config, versions, _waiting_values(run_id, config),
-                                     run_status=run.get("status", ""), epochs_done=epochs_done(run) if run else None)
+                                     run_status=run.get("status", ""), epochs_done=epochs_done(run) if run else None,
+                                     resumable=run.get("trainer") != OWN_LOOP)
         ended = ended_explanation(run.get("status", ""), run_id)
         # An ended run takes no change: every suggestion is listed read-only, none has a box to tick.
         read_only = rows if ended else [r for r in rows if not r.selectable]

@@ -452,6 +452,15 @@ def test_a_sent_suggestion_says_when_it_applies(status, epochs, text):
     assert (row.status, row.selectable, row.sent) == (text, False, True)
 
 
+@pytest.mark.parametrize("status", ["stopped", "crashed", "failed"])
+def test_a_sent_suggestion_of_an_ended_own_loop_run_never_applies(status):
+    # tiller resume refuses a run of the user's own loop: the page must not promise it.
+    record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003))
+    [row] = views.suggestion_rows(record, {"learning_rate": 0.001}, versions_of(), {"learning_rate": 0.0003},
+                                  run_status=status, epochs_done=4, resumable=False)
+    assert row.status.startswith("✖ sent, never applied") and "tiller resume" not in row.status
+
+
 def test_an_applied_suggestion_that_was_reverted_can_be_sent_again():
     record = record_of(suggestion(1, "learning_rate", 0.001, 0.0003))
     versions = versions_of((1, 1, "", {}), (2, 7, f"{record.id}#1", {"learning_rate": [0.001, 0.0003]}),

@@ -65,6 +65,13 @@ def test_resume_refuses_a_run_of_the_users_own_loop_and_leaves_its_metrics(runs_
     assert everything_recorded(runs_store, run_id) == before
     assert not checkpoint_path(tmp_path / run_id, "last").exists()
 
+    # Nor does tiller set send it a change that nothing would ever read.
+    sent = subprocess.run([sys.executable, "-m", "trainer", "set", run_id, "learning_rate=0.02",
+                           "--runs-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert sent.returncode == 2 and "ran in a training loop of your own" in sent.stderr, sent.stderr
+    assert "tiller resume" in sent.stderr and "run your script again" in sent.stderr
+    assert everything_recorded(runs_store, run_id) == before
+
     # The dashboard does not send the user to that command either.
     at = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / "run.py"), default_timeout=30)
     at.query_params["run"] = run_id

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, corruption_in, resolve_runs_dir
 from store.paths import DB_FILENAME, RUNS_DIR_ENV
+from store.store import OWN_LOOP
 from trainer.config import ConfigError, describe_keys, validate_config
 from trainer.live_config import (
     LiveFile,
@@ -339,6 +340,9 @@ def cmd_set(args) -> None:
     status = run["status"]
     if status == "finished":
         fail(f"not sent: run {run_id} finished, so nothing will read it; start a new run instead")
+    if status not in LIVE_STATUSES and run.get("trainer") == OWN_LOOP:
+        fail(f"not sent: run {run_id} ran in a training loop of your own and is {status}; tiller resume cannot "
+             "continue it, so nothing will read the change: run your script again with the new value")
     path = live_config_path(store.runs_dir, run_id)
     send_request(path, lambda: request_change(path, updates, source="cli", reason=args.reason, fallback=current))
     when = ("at the next epoch boundary" if status in LIVE_STATUSES
