@@ -136,3 +136,13 @@ def test_the_training_display_prints_lines_inert():
     logged = []
     LineReporter(logged.append).say(line)
     assert not TERMINAL_ACTIVE.search(logged[0]) and "hidden" in logged[0]
+
+
+def test_error_messages_quote_untrusted_text_inert(capsys):
+    # fail() quotes names, keys and values taken from files and the store: they must not drive the terminal.
+    from trainer import cli
+
+    with pytest.raises(SystemExit):
+        cli.fail(f"unknown key {TERMINAL}")
+    printed = capsys.readouterr().err
+    assert printed.startswith("tiller: unknown key") and not TERMINAL_ACTIVE.search(printed)

@@ -17,6 +17,7 @@ from store import LIVE_STATUSES, RunNotFound, Store, StoreWriteError, corruption
 from store.paths import DB_FILENAME, RUNS_DIR_ENV
 from store.store import OWN_LOOP
 from trainer.config import ConfigError, describe_keys, validate_config
+from trainer.safe_text import terminal_text
 from trainer.live_config import (
     LiveFile,
     SetAside,
@@ -92,7 +93,8 @@ def stop_on_sigterm() -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(f"tiller: {message}", file=sys.stderr)
+    # Messages quote what users and files hold (names, keys, values): printed inert.
+    print(f"tiller: {terminal_text(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -378,8 +380,8 @@ def send_request(path: Path, write: Callable[[], SetAside | None]) -> None:
         fail(f"could not write {path}: {exc.strerror or exc}; check that its folder is there and writable", code=1)
     if set_aside is not None:
         kept = f"kept as {set_aside.kept.name}" if set_aside.kept else "replaced by a newer save meanwhile"
-        print(f"note: {path} held an edit the run cannot take ({set_aside.problem}); it is {kept}, and the file "
-              "now holds the config in force with this request", file=sys.stderr)
+        print(terminal_text(f"note: {path} held an edit the run cannot take ({set_aside.problem}); it is {kept}, "
+                            "and the file now holds the config in force with this request"), file=sys.stderr)
 
 
 def cmd_suggest(args) -> None:
