@@ -22,7 +22,7 @@ from dashboard import advice_views as views
 from dashboard import data
 from dashboard.display import (
     diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, local_time, md_escape,
-    show_kept_toast, user_timezone,
+    set_aside_note, show_kept_toast, user_timezone,
 )
 from store.store import OWN_LOOP
 from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
@@ -265,9 +265,10 @@ def _turn_autopilot_off(run_id: str, config: Mapping[str, Any]) -> None:
     if not is_live(status):
         keep_toast(f"autopilot-{run_id}", f"Nothing sent: the run is {status}.")
         return
-    request_change(data.live_config_path(run_id), {"autopilot": False}, source="user",
-                   reason="autopilot turned off from the dashboard", fallback=config)
-    keep_toast(f"autopilot-{run_id}", "Autopilot off requested: it stops at the next epoch boundary.")
+    set_aside = request_change(data.live_config_path(run_id), {"autopilot": False}, source="user",
+                               reason="autopilot turned off from the dashboard", fallback=config)
+    keep_toast(f"autopilot-{run_id}", "Autopilot off requested: it stops at the next epoch boundary."
+               + set_aside_note(set_aside))
 
 
 @st.fragment(run_every=data.REFRESH_S)

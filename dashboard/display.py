@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import data
 from store import LIVE_STATUSES
 from store.store import OWN_LOOP
+from trainer.live_config import SetAside
 from trainer.safe_text import markdown_inline
 
 STATUS_ICONS = {
@@ -200,6 +201,11 @@ def zone_note(tz_name: str | None) -> str:
 def keep_toast(key: str, text: str) -> None:
     """From a callback: keep ``text`` for ``show_kept_toast(key)``."""
     st.session_state[f"toast-{key}"] = text
+
+
+def set_aside_note(set_aside: SetAside | None) -> str:
+    """A sentence to add to a request's feedback when it replaced a bad edit standing in the live file."""
+    return "" if set_aside is None else " Note: " + md_escape(set_aside.describe()) + "."
 
 
 def show_kept_toast(key: str) -> None:

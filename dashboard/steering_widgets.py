@@ -23,8 +23,8 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.display import (
-    diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, md_escape, show_kept_toast,
-    user_timezone,
+    diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, md_escape, set_aside_note,
+    show_kept_toast, user_timezone,
 )
 from dashboard.steering import (
     SentChange, SentOutcome, allowed_controls, change_problems, changed_values, decode_json_fields, sent_outcome,
@@ -60,8 +60,8 @@ def _send_control(run_id: str, control: str, config: Mapping[str, Any]) -> None:
     if not is_live(status):
         keep_toast(f"control-{run_id}", f"Nothing sent: the run is {status}.")
         return
-    request_control(data.live_config_path(run_id), control, fallback=config)
-    keep_toast(f"control-{run_id}", CONTROL_DONE[control])
+    set_aside = request_control(data.live_config_path(run_id), control, fallback=config)
+    keep_toast(f"control-{run_id}", CONTROL_DONE[control] + set_aside_note(set_aside))
 
 
 def control_buttons(run_id: str, status: str, config: Mapping[str, Any], pending: Mapping | None) -> None:
@@ -291,7 +291,9 @@ def send_changes(run_id: str, version: int, config: Mapping[str, Any], submitted
     if not is_live(run["status"]):
         st.error(f"Not sent: {ended_explanation(run['status'], run_id) or 'the run is not live.'}")
         return
-    request_change(data.live_config_path(run_id), updates, source="user", reason=reason, fallback=config)
+    set_aside = request_change(data.live_config_path(run_id), updates, source="user", reason=reason, fallback=config)
+    if set_aside is not None:
+        keep_toast(f"sent-{run_id}", set_aside_note(set_aside).strip())
     # Followed by sent_change_status until the run has applied (or refused) it.
     st.session_state[_sent_key(run_id)] = SentChange(
         updates=dict(updates), before={key: config.get(key) for key in updates}, version=version, time=time.time())
@@ -315,6 +317,7 @@ def _sent_key(run_id: str) -> str:
 def sent_change_status(run_id: str) -> None:
     """Under the form: the change last sent from it, pending until the run records it as a
     config version, then applied (for ``APPLIED_SHOWN_S``), or why it was not."""
+    show_kept_toast(f"sent-{run_id}")
     sent: SentChange | None = st.session_state.get(_sent_key(run_id))
     run = data.run_record(run_id)
     if sent is None or run is None:

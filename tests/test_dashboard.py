@@ -171,6 +171,20 @@ def test_pause_writes_control_and_enables_resume(runs_store):
     assert button(at, "Pause").disabled and not button(at, "Resume").disabled
 
 
+def test_pause_over_a_bad_edit_standing_keeps_it_and_says_so(runs_store):
+    seed_run(runs_store, "mlp_20260101_000001", name="steer me")
+    at = run_page("mlp_20260101_000001")
+    path = live_file(runs_store, "mlp_20260101_000001")
+    path.write_text('{"learning_rate": 0.01,', encoding="utf-8")  # a hand edit cut short
+    button(at, "Pause").click().run()
+    assert not at.exception
+    assert json.loads(path.read_text())["control"] == "pause"
+    [kept] = path.parent.glob("config.rejected-*.json")
+    assert kept.read_text(encoding="utf-8") == '{"learning_rate": 0.01,'
+    shown = texts(at.toast)
+    assert "Pause requested" in shown and "held an edit the run cannot take" in shown and kept.name in shown
+
+
 def test_control_is_not_sent_to_a_run_that_ended_since_the_page_drew(runs_store):
     seed_run(runs_store, "mlp_20260101_000001", name="steer me")
     at = run_page("mlp_20260101_000001")

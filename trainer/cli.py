@@ -379,9 +379,7 @@ def send_request(path: Path, write: Callable[[], SetAside | None]) -> None:
     except OSError as exc:
         fail(f"could not write {path}: {exc.strerror or exc}; check that its folder is there and writable", code=1)
     if set_aside is not None:
-        kept = f"kept as {set_aside.kept.name}" if set_aside.kept else "replaced by a newer save meanwhile"
-        print(terminal_text(f"note: {path} held an edit the run cannot take ({set_aside.problem}); it is {kept}, "
-                            "and the file now holds the config in force with this request"), file=sys.stderr)
+        print(terminal_text(f"note: {path}: {set_aside.describe()}"), file=sys.stderr)
 
 
 def cmd_suggest(args) -> None:

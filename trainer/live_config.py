@@ -384,6 +384,12 @@ class SetAside:
     problem: str
     kept: Path | None  # None: it was replaced by a newer save before it could be kept
 
+    def describe(self) -> str:
+        """What happened to the bad edit, for the person whose request replaced it."""
+        kept = f"kept as {self.kept.name}" if self.kept else "replaced by a newer save meanwhile"
+        return (f"the live config file held an edit the run cannot take ({self.problem}); it is {kept}, and the "
+                "file now holds the config in force with this request")
+
 
 def request_change(
     path: Path,
