@@ -48,6 +48,8 @@ BYPASSES = [
 # Inert as they come, but a careless rewrite would make them live: decoded entities and
 # escapes written back raw, Streamlit's own syntax (colours, icons, KaTeX).
 TRAPS = [
+    "\\![x](http://127.0.0.1:9/escaped-bang)",  # an escaped ! then a link: written back together, an image
+    "&#33;[x](http://127.0.0.1:9/entity-bang) &excl;[y](http://127.0.0.1:9/named-entity-bang)",
     "&lt;img src=http://127.0.0.1:9/entity&gt; &#60;img&#62;",
     "\\<img src=http://127.0.0.1:9/escaped-lt> \\!\\[x\\](http://127.0.0.1:9/escaped-bang)",
     ":red[colour] :material/home: $\\href{http://127.0.0.1:9/katex}{x}$",

@@ -34,9 +34,11 @@ from markdown_it.tree import SyntaxTreeNode
 
 # Characters that Markdown (or Streamlit's :color[...], :emoji: and $math$ syntax) gives
 # a meaning to inside a line. Without [ and ] no link or image can form, without < no
-# HTML or autolink; & would decode entities. An underscore inside a word (learning_rate)
-# can neither open nor close emphasis in CommonMark: it stays as it is, readable.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]#|<>~$:&]|(?<![^\W_])_|_(?![^\W_]))")
+# HTML or autolink; & would decode entities; ! is escaped too, since a "!" written out
+# right before a link we write back ("\![x](url)" parses as "!" then a link) would make it
+# an image. An underscore inside a word (learning_rate) can neither open nor close emphasis
+# in CommonMark: it stays as it is, readable.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]#|<>~$:&!]|(?<![^\W_])_|_(?![^\W_]))")
 # What opens a block at the start of a line: a list item, a setext underline, a quote.
 _LINE_START = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
 
@@ -45,7 +47,8 @@ def markdown_inline(text: Any) -> str:
     """``text`` escaped so that Markdown renders it as the characters typed, nothing more
     (control characters dropped: a report is read in terminals too)."""
     lines = _MARKDOWN_SPECIAL.sub(r"\\\1", terminal_text(text)).split("\n")
-    return "\n".join(_escape_line_start(line) for line in lines)
+    # Trailing spaces go too: two of them before a line break make a hard break.
+    return "\n".join(_escape_line_start(line.rstrip(" \t")) for line in lines)
 
 
 def _escape_line_start(line: str) -> str:
