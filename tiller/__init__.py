@@ -9,12 +9,12 @@
             for change in run.changes():
                 ...
 
-See ``trainer/own_loop.py`` for the whole API and ``examples/imdb_own_loop.py``
+See ``trainer/integrations/own_loop.py`` for the whole API and ``examples/imdb_own_loop.py``
 for a worked example.
 """
 
-from trainer.config import ConfigError
-from trainer.own_loop import Change, SteeredRun, run
-from trainer.steer import StopRequested
+from tiller.trainer.integrations.own_loop import Change, SteeredRun, run
+from tiller.trainer.steering.config import ConfigError
+from tiller.trainer.steering.steer import StopRequested
 
 __all__ = ["run", "SteeredRun", "Change", "StopRequested", "ConfigError"]
