@@ -16,7 +16,7 @@ Three outputs, three helpers:
   or reorder it (bidi overrides).
 
 Torch-free and Streamlit-free: the dashboard, the CLI and the report writer import it.
-It lives in ``trainer/`` beside the other torch-free pieces the dashboard imports
+It lives in ``trainer/steering/`` beside the other torch-free pieces the dashboard imports
 (``store/`` owns SQL only).
 """
 
