@@ -21,10 +21,11 @@ NOT_MODULES = {"tiller.dashboard.app"}  # the Streamlit script: it draws the pag
 IMPORT_ALL = """
 import importlib, json, pkgutil, sys
 imported = []
-for name in sys.argv[1:]:
+walk = sys.argv[1] == "walk"
+for name in sys.argv[2:]:
     package = importlib.import_module(name)
     imported.append(name)
-    for info in pkgutil.walk_packages(package.__path__, name + "."):
+    for info in pkgutil.walk_packages(package.__path__, name + ".") if walk else []:
         if info.name in {not_modules!r} or info.name.startswith("tiller.dashboard.app_pages."):
             continue
         importlib.import_module(info.name)
@@ -34,11 +35,12 @@ print(json.dumps({{"imported": imported, "torch": sorted(m for m in ("torch", "t
 """
 
 
-def import_in_fresh_process(packages: list[str]) -> dict:
-    """Import every module of ``packages`` in a new interpreter, from the checkout's root (where
-    bare ``trainer/``, ``store/`` and ``dashboard/`` folders would be importable by mistake)."""
+def import_in_fresh_process(packages: list[str], walk: bool = True) -> dict:
+    """Import ``packages`` (and every module in them, with ``walk``) in a new interpreter, from the
+    checkout's root (where bare ``trainer/``, ``store/`` and ``dashboard/`` folders would be
+    importable by mistake)."""
     script = IMPORT_ALL.format(not_modules=NOT_MODULES)
-    done = subprocess.run([sys.executable, "-c", script, *packages], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script, "walk" if walk else "only", *packages], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -53,7 +55,7 @@ def test_the_dashboard_store_steering_advisor_and_cli_never_import_torch():
 
 
 def test_import_tiller_loads_no_torch():
-    result = import_in_fresh_process(["tiller"])
+    result = import_in_fresh_process(["tiller", "tiller.__main__"], walk=False)  # tiller.run and the CLI's entry
     assert result["torch"] == []
 
 

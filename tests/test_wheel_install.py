@@ -106,7 +106,7 @@ def test_the_wheel_holds_one_import_name(wheel):
         assert archive.read(top_level).decode().split() == ["tiller"]
     assert {name.split("/")[0] for name in names} == {"tiller", wheel.name.split("-py3")[0] + ".dist-info"}
     # Every module of the checkout's folders, under tiller/ (a sub-package missing from pyproject's list would not be).
-    for folder, installed_as in [("tiller", "tiller"), ("trainer", "tiller/trainer"), ("store", "tiller/store"),
+    for folder, installed_as in [("src/tiller", "tiller"), ("trainer", "tiller/trainer"), ("store", "tiller/store"),
                                  ("dashboard", "tiller/dashboard")]:
         for module in (ROOT / folder).rglob("*.py"):
             assert f"{installed_as}/{module.relative_to(ROOT / folder).as_posix()}" in names
