@@ -90,12 +90,12 @@ def warm_up() -> None:
 
     # Outside a server, each cached function warns when defined and each cache clear when called.
     streamlit.logger.set_log_level("error")
-    import dashboard.advisor_panel  # noqa: F401
-    import dashboard.charts  # noqa: F401
-    import dashboard.eval_side_by_side  # noqa: F401
-    import dashboard.probe_panels  # noqa: F401
-    import dashboard.steering_widgets  # noqa: F401
-    import dashboard.tables  # noqa: F401
+    import tiller.dashboard.advisor_panel  # noqa: F401
+    import tiller.dashboard.charts  # noqa: F401
+    import tiller.dashboard.eval_side_by_side  # noqa: F401
+    import tiller.dashboard.probe_panels  # noqa: F401
+    import tiller.dashboard.steering_widgets  # noqa: F401
+    import tiller.dashboard.tables  # noqa: F401
 
     timed_run(AppTest.from_string("import streamlit as st\nst.write('warm')"))
 
@@ -159,7 +159,7 @@ def render_figures(label: str, at: AppTest, target_s: float, renders: int) -> li
     """Medians of: the first render (nothing cached but the database connection), the render
     with every query cached, and the render after the expiring caches are dropped, as a live
     refresh after 2 s does."""
-    from dashboard import data
+    from tiller.dashboard import data
 
     first = median_run(at, renders, before_each=st.cache_data.clear)
     cached = median_run(at, renders)

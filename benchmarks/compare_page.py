@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks.seeding import seed_step_runs  # noqa: E402
 from benchmarks.standalone import run_standalone  # noqa: E402
-from store import Store  # noqa: E402
+from tiller.store import Store  # noqa: E402
 
 TARGET_S = 1.5
 MAX_POINTS_PER_TRACE = 5_000  # "a few thousand": what a browser still draws smoothly

@@ -41,7 +41,7 @@ from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks import compare_page  # noqa: E402
 from benchmarks.seeding import seed_live_run, seed_many_runs, seed_step_runs  # noqa: E402
 from benchmarks.standalone import run_standalone  # noqa: E402
-from store import Store  # noqa: E402
+from tiller.store import Store  # noqa: E402
 
 RUNS_PAGE_TARGET_S = 1.0
 RUN_PAGE_TARGET_S = 0.5

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from benchmarks import _apptest as bench  # noqa: E402
 from benchmarks.seeding import seed_eval_run  # noqa: E402
 from benchmarks.standalone import run_standalone  # noqa: E402
-from store import Store  # noqa: E402
+from tiller.store import Store  # noqa: E402
 
 TARGET_S = 2.0  # after the first load
 FULL = {"samples": 10_000, "classes": 10, "epochs": 3}

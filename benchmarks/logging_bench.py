@@ -39,7 +39,7 @@ if str(REPO_ROOT) not in sys.path:
 import pandas as pd  # noqa: E402
 
 from benchmarks.workload import METRICS, W_RUNS, W_STEPS, values  # noqa: E402
-from store import Store  # noqa: E402
+from tiller.store import Store  # noqa: E402
 
 TARGETS = {"ingest_pts_s": 30_000, "ingest_ratio": 0.8, "read_all_s": 0.5, "read_one_ms": 10.0}
 PEERS = {  # LOGGING_BENCH.md, this machine class: batched write pts/s, read-all s, read-one ms

@@ -6,7 +6,7 @@ Each workload mimics a writer Tiller really has:
   stress case: thousands of points per run);
 - ``seed_many_runs``: a long-used runs folder, mostly ended runs of the built-in trainer
   (the Runs page);
-- ``seed_live_run``: one run in the middle of training, with what ``trainer/loop.py``
+- ``seed_live_run``: one run in the middle of training, with what ``trainer/engine/loop.py``
   writes per epoch (eight metrics, predictions, checkpoints, ``state.json``) and per
   config change (a version, an event, a report), plus advice asked of the offline rules;
 - ``seed_eval_run``: a finished run with large validation predictions (the Evaluation page).
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from store import Store
-from trainer.advisor.report import write_change_report  # the trainer's own writers, so the rows are real
-from trainer.advisor.service import ask
-from trainer.config import TrainConfig
-from trainer.live_config import STATE_FILENAME, live_config_path, render_live_file, write_atomic
+from tiller.store import Store
+from tiller.trainer.advisor.report import write_change_report  # the trainer's own writers, so the rows are real
+from tiller.trainer.advisor.service import ask
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import STATE_FILENAME, live_config_path, render_live_file, write_atomic
 
-# What the trainer logs after each epoch (trainer/epoch.py and trainer/loop.py).
+# What the trainer logs after each epoch (trainer/engine/epoch.py and trainer/engine/loop.py).
 TRAINER_METRICS = ("train/loss", "train/accuracy", "train/grad_norm", "samples_per_sec",
                    "val/loss", "val/accuracy", "epoch_seconds", "lr")
 ENDED_STATUSES = ("finished", "finished", "finished", "stopped", "failed")  # most runs end well
@@ -133,7 +133,7 @@ def _end_run(store: Store, run_id: str, index: int) -> None:
 
 def seed_live_run(store: Store, epochs: int, *, samples: int = 2_000, classes: int = 10,
                   change_every: int = 50, advice_every: int = 100) -> str:
-    """A run ``epochs`` epochs into training, still running, as ``trainer/loop.py`` leaves it.
+    """A run ``epochs`` epochs into training, still running, as ``trainer/engine/loop.py`` leaves it.
 
     Per epoch: the eight metrics, the validation predictions, the last (and when better, the
     best) checkpoint record. Every ``change_every`` epochs a user lowers the learning rate:
@@ -196,7 +196,7 @@ def _log_occasional_events(store: Store, run_id: str, epoch: int) -> None:
 
 
 def _write_state(run_dir: Path, epoch: int, config: dict) -> None:
-    """``state.json`` in the shape ``trainer.introspect.effective_settings`` writes it."""
+    """``state.json`` in the shape ``tiller.trainer.engine.introspect.effective_settings`` writes it."""
     lr = config["learning_rate"]
     state = {
         "epoch": epoch, "num_epochs": config["num_epochs"], "batch_size": config["batch_size"],

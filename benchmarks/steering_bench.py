@@ -7,11 +7,11 @@ Two figures:
 - detection (target: at most 0.5 s): a real ``ConfigWatcher`` on a live config file;
   the time from the start of a save until the watcher has flagged the edit
   (``ConfigWatcher.wait_for_edit``). Saved two ways: atomically with
-  ``trainer.live_config.request_change``, as the dashboard and the CLI do, and
+  ``tiller.trainer.steering.live_config.request_change``, as the dashboard and the CLI do, and
   rewritten in place, as a text editor does. Each both in an idle process and in one
   that trains the digits MLP in another thread, as the trainer's process does (the
   watcher's thread then has to win the GIL from the training loop).
-- the full path, in a real ``python -m trainer train`` process on the digits MLP:
+- the full path, in a real ``python -m tiller train`` process on the digits MLP:
   from ``request_change`` of the learning rate until the run records it as applied
   (its config version) and until its ``state.json`` shows the optimizer running with
   it, next to the epoch's length. Target: applied at the next epoch boundary, every
@@ -47,8 +47,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.standalone import run_standalone  # noqa: E402
-from store import Store  # noqa: E402
-from trainer.live_config import (  # noqa: E402
+from tiller.store import Store  # noqa: E402
+from tiller.trainer.steering.live_config import (  # noqa: E402
     STATE_FILENAME,
     live_config_path,
     render_live_file,
@@ -56,7 +56,7 @@ from trainer.live_config import (  # noqa: E402
     request_control,
     write_atomic,
 )
-from trainer.watcher import ConfigWatcher  # noqa: E402
+from tiller.trainer.steering.watcher import ConfigWatcher  # noqa: E402
 
 TARGET_DETECTION_S = 0.5
 DETECTION_TIMEOUT_S = 5.0  # a save not flagged by then counts as missed, at this value
@@ -166,13 +166,13 @@ def measure_detection(samples: int, folder: Path) -> dict[str, dict]:
 # -------------------------------------------------------- the full path, for real
 
 class TrainerProcess:
-    """``python -m trainer train`` on the digits MLP in ``runs_dir``, read through a Store;
+    """``python -m tiller train`` on the digits MLP in ``runs_dir``, read through a Store;
     as a context manager, it asks the run to stop when the block ends."""
 
     def __init__(self, runs_dir: Path):
         self.runs_dir = runs_dir
         self.log_path = runs_dir.parent / "trainer.log"
-        command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), "--name", "steering bench"]
+        command = [sys.executable, "-m", "tiller", "train", "--runs-dir", str(runs_dir), "--name", "steering bench"]
         for key, value in TRAINER_SETTINGS.items():
             command += ["--set", f"{key}={json.dumps(value)}"]
         # One torch thread, as in the training benchmark: the MLP gains nothing from more.
@@ -379,7 +379,7 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Detection is timed from the start of the save to `ConfigWatcher.wait_for_edit`; the lr changes were "
-        f"sent at random moments of an epoch to `python -m trainer train` ({settings}), so they wait up to one "
+        f"sent at random moments of an epoch to `python -m tiller train` ({settings}), so they wait up to one "
         f"epoch for the next boundary; the trainer's own part runs from the end of the epoch (or the request, "
         f"if later) to the recorded config version; state.json is read every {1000 * POLL_S:.0f} ms.",
     ]

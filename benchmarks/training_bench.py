@@ -12,7 +12,7 @@ split: 1,437 training samples, batches of 32, so 45 steps an epoch), seed 001's 
   run's live config file, the edit check at every epoch boundary and the pause/stop
   check before every step (as ``EpochLoop`` does). A harsher variant also logs the
   loss after every step.
-- the built-in trainer (``trainer.loop.train``, what ``tiller train`` runs) against
+- the built-in trainer (``tiller.trainer.engine.loop.train``, what ``tiller train`` runs) against
   the plain loop, with where its extra time goes: validation, stored predictions,
   state.json, checkpoints, ...
 
@@ -52,14 +52,14 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-import trainer.loop  # noqa: E402
+import tiller.trainer.engine.loop  # noqa: E402
 from benchmarks.standalone import run_standalone  # noqa: E402
-from store import Run, Store  # noqa: E402
-from store.run import HEARTBEAT_INTERVAL_S  # noqa: E402
-from trainer.config import validate_config  # noqa: E402
-from trainer.data import load_data  # noqa: E402
-from trainer.live_config import CONFIG_FILENAME, render_live_file, write_atomic  # noqa: E402
-from trainer.watcher import ConfigWatcher  # noqa: E402
+from tiller.store import Run, Store  # noqa: E402
+from tiller.store.run import HEARTBEAT_INTERVAL_S  # noqa: E402
+from tiller.trainer.steering.config import validate_config  # noqa: E402
+from tiller.trainer.data import load_data  # noqa: E402
+from tiller.trainer.steering.live_config import CONFIG_FILENAME, render_live_file, write_atomic  # noqa: E402
+from tiller.trainer.steering.watcher import ConfigWatcher  # noqa: E402
 
 TARGET_OVERHEAD_PCT = 2.0
 THREADS = 1  # a 45-step MLP gains nothing from more, and two shared cores make more threads noisier
@@ -181,7 +181,7 @@ def check_control(watcher: ConfigWatcher) -> None:
 
 @contextmanager
 def tracked_run(store: Store, setup_seconds: list[float]) -> Iterator[tuple[Run, ConfigWatcher]]:
-    """A run with its heartbeat, live config file and watcher, as ``trainer.loop.train`` opens them."""
+    """A run with its heartbeat, live config file and watcher, as ``tiller.trainer.engine.loop.train`` opens them."""
     began = time.perf_counter()
     with store.start_run(model="mlp", dataset="digits") as run:
         config_path = run.dir / CONFIG_FILENAME
@@ -378,7 +378,7 @@ class TimedRun:
 def timed_loop_class(clock: PhaseClock) -> type:
     """``EpochLoop`` with each phase of an epoch on ``clock``; its own code runs unchanged."""
 
-    class TimedEpochLoop(trainer.loop.EpochLoop):
+    class TimedEpochLoop(tiller.trainer.engine.loop.EpochLoop):
         def __init__(self, state, run, steering, say_line):
             def say_and_clock(line: str) -> None:
                 if line.startswith("epoch "):
@@ -415,12 +415,12 @@ def timed_loop_class(clock: PhaseClock) -> type:
 
 
 def trainer_block(store: Store, epochs: range, phases: list[dict[str, float]]) -> list[Seconds]:
-    """One run of the real ``trainer.loop.train``; its epochs' wall seconds (phases into ``phases``)."""
+    """One run of the real ``tiller.trainer.engine.loop.train``; its epochs' wall seconds (phases into ``phases``)."""
     clock = PhaseClock()
     config = validate_config({**CONFIG, "num_epochs": len(epochs)})
     # Patched by name so that the real train() (run, live file, watcher, loop) is what runs.
-    with mock.patch.object(trainer.loop, "EpochLoop", timed_loop_class(clock)):
-        trainer.loop.train(config, store, say=lambda line: None)
+    with mock.patch.object(tiller.trainer.engine.loop, "EpochLoop", timed_loop_class(clock)):
+        tiller.trainer.engine.loop.train(config, store, say=lambda line: None)
     phases.extend(clock.epochs[1:])  # the first epoch is the warm-up, as in every block
     return [(epoch["wall"], epoch["cpu"]) for epoch in clock.epochs]
 

@@ -1,6 +1,6 @@
 """The advisor panel's words and tables, decided without Streamlit.
 
-An advice (``trainer.advisor.AdviceRecord``) is shown against what happened
+An advice (``tiller.trainer.advisor.AdviceRecord``) is shown against what happened
 since: which of its suggestions the run has applied (config versions carry the
 change id ``<advice id>#<numbers>``), which are sent and waiting in the live
 config file (by value: the file keeps one change note, the latest, however
@@ -17,10 +17,10 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from dashboard.display import diff_text, local_time, md_escape, value_text
-from dashboard.labels import short_label
-from trainer.advisor.service import split_change_id
-from trainer.safe_text import safe_markdown as parsed_safe_markdown
+from tiller.dashboard.display import diff_text, local_time, md_escape, value_text
+from tiller.dashboard.labels import short_label
+from tiller.trainer.advisor.service import split_change_id
+from tiller.trainer.steering.safe_text import safe_markdown as parsed_safe_markdown
 
 OFFLINE_ADVISOR = "the offline rule-based advisor"
 ASKED_FROM = {"user": "the dashboard", "cli": "the command line", "autopilot": "the autopilot"}
@@ -56,7 +56,7 @@ HEADING_SHIFT = 2  # a report's "# title" shows as a third-level heading inside 
 def safe_markdown(text: str) -> str:
     """Advisor text (or a report that embeds it) made safe and fit to render on the page.
 
-    Parsed, not pattern-matched (``trainer.safe_text``): images, raw HTML, autolinks and
+    Parsed, not pattern-matched (``tiller.trainer.steering.safe_text``): images, raw HTML, autolinks and
     links that are not http(s) come back as plain text, so nothing the text names is
     loaded by opening the page and no ``data:``/``javascript:`` link can be clicked.
     Headings move down two levels, so a report's title does not outshout the page's own.

@@ -6,7 +6,7 @@ so live updates never touch what is being typed. The advice panel refreshes
 (each suggestion's status follows the run), and its editor is keyed, so ticks
 survive the redraws. What the advisor says is read back from the store, so a
 reload or a second browser shows the same advice. Every change goes through the live config file
-(``trainer.advisor.apply_advice`` / ``revert_version``), like the steering form.
+(``tiller.trainer.advisor.apply_advice`` / ``revert_version``), like the steering form.
 Advisor text is Markdown rendered without HTML, and the API key is never shown.
 """
 
@@ -18,16 +18,16 @@ from typing import Any, Mapping
 import pandas as pd
 import streamlit as st
 
-from dashboard import advice_views as views
-from dashboard import data
-from dashboard.display import (
+from tiller.dashboard import advice_views as views
+from tiller.dashboard import data
+from tiller.dashboard.display import (
     diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, local_time, md_escape,
     set_aside_note, show_kept_toast, user_timezone,
 )
-from store.store import OWN_LOOP
-from trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
-from trainer.advisor import llm
-from trainer.live_config import pending_edit, request_change
+from tiller.store.store import OWN_LOOP
+from tiller.trainer.advisor import AdviceRecord, AdvisorError, apply_advice, ask, revert_version
+from tiller.trainer.advisor import llm
+from tiller.trainer.steering.live_config import pending_edit, request_change
 
 EARLIER_SHOWN = 50
 REPORTS_SHOWN = 20

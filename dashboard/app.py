@@ -1,19 +1,12 @@
-"""Tiller's dashboard: ``streamlit run dashboard/app.py`` (or ``tiller dashboard``).
+"""Tiller's dashboard: ``tiller dashboard`` serves it (``streamlit run`` of this file works too).
 
-The runs folder comes from ``$TILLER_RUNS_DIR`` (``tiller dashboard`` sets it).
+The runs folder comes from ``$TILLER_RUNS_DIR`` (``tiller dashboard`` sets it). The pages
+import the installed ``tiller`` package, so no path needs fixing.
 """
 
-import sys
 from pathlib import Path
 
-# ``streamlit run`` puts dashboard/ on sys.path, not the repository root; the
-# pages import ``dashboard``, ``store`` and ``trainer`` as packages, which then
-# works whether or not Tiller is installed.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import streamlit as st  # noqa: E402  (after the path fix on purpose)
+import streamlit as st
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 

@@ -19,8 +19,8 @@ page it sits at its epoch, and the three charts share one epoch range
 (``run_epoch_range``) that includes it, so their epochs line up; on the Compare
 page it sits on the run's last point, so it never floats past the end of the line.
 
-The Compare page's curves are smoothed (``dashboard.smoothing``) and reduced to
-a point budget (``dashboard.downsample``) here, so every caller draws them alike.
+The Compare page's curves are smoothed (``tiller.dashboard.smoothing``) and reduced to
+a point budget (``tiller.dashboard.downsample``) here, so every caller draws them alike.
 
 Figures are built in one go from plain dicts (traces, shapes, layout): Plotly
 validates a figure built property by property (``add_scatter``, ``add_vline``,
@@ -38,9 +38,9 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
-from dashboard.downsample import METHOD_NOTES, Method, downsample
-from dashboard.labels import plot_text
-from dashboard.smoothing import Smoothing, smooth_runs
+from tiller.dashboard.downsample import METHOD_NOTES, Method, downsample
+from tiller.dashboard.labels import plot_text
+from tiller.dashboard.smoothing import Smoothing, smooth_runs
 
 SPLIT_TITLES = {"train": "Training", "val": "Validation", "": ""}
 NAME_TITLES = {

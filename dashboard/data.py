@@ -19,10 +19,10 @@ from typing import Any, Iterable
 import pandas as pd
 import streamlit as st
 
-from store import LIVE_STATUSES, STATUSES, RunNotFound, Store, corruption_in, resolve_runs_dir
-from store.paths import DB_FILENAME, run_dir_for
-from trainer import live_config
-from trainer.live_config import STATE_FILENAME
+from tiller.store import LIVE_STATUSES, STATUSES, RunNotFound, Store, corruption_in, resolve_runs_dir
+from tiller.store.paths import DB_FILENAME, run_dir_for
+from tiller.trainer.steering import live_config
+from tiller.trainer.steering.live_config import STATE_FILENAME
 
 REFRESH_S = 2.0  # how often live parts of the pages redraw
 CACHE_TTL_S = REFRESH_S
@@ -163,8 +163,8 @@ def _reports(folder: str, run_id: str) -> pd.DataFrame:
 
 @_live_query
 def _revert_preview(folder: str, run_id: str, version: int) -> tuple[dict[str, Any], str]:
-    from trainer.advisor.service import revert_updates  # here: only the run page needs the advisor
-    from trainer.advisor.types import AdvisorError
+    from tiller.trainer.advisor.service import revert_updates  # here: only the run page needs the advisor
+    from tiller.trainer.advisor.types import AdvisorError
 
     try:
         return revert_updates(_store(folder), run_id, version), ""

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
-from store import LIVE_STATUSES
-from store.store import OWN_LOOP
-from trainer.live_config import SetAside
-from trainer.safe_text import markdown_inline
+from tiller.dashboard import data
+from tiller.store import LIVE_STATUSES
+from tiller.store.store import OWN_LOOP
+from tiller.trainer.steering.live_config import SetAside
+from tiller.trainer.steering.safe_text import markdown_inline
 
 STATUS_ICONS = {
     "running": "🟢",
@@ -57,7 +57,7 @@ def ended_explanation(status: str, run_id: str) -> str | None:
 
 def md_escape(text: Any) -> str:
     """Names, reasons and messages typed by users, placed in the page's Markdown: shown as typed
-    (no link, image, HTML, :color[...] or list can form; see ``trainer.safe_text``)."""
+    (no link, image, HTML, :color[...] or list can form; see ``tiller.trainer.steering.safe_text``)."""
     return markdown_inline(text)
 
 

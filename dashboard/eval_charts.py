@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.eval_metrics import MICRO, RATE_NAMES, BinaryOutcome, Curve
-from dashboard.labels import plot_label, plot_text, short_label, text_columns
+from tiller.dashboard.eval_metrics import MICRO, RATE_NAMES, BinaryOutcome, Curve
+from tiller.dashboard.labels import plot_label, plot_text, short_label, text_columns
 
 COLORWAY_SIZE = 10  # Streamlit's categorical chart colours, in light and dark alike
 REFERENCE_GREY = "rgba(128, 128, 128, 0.8)"  # chance and perfect-calibration lines, on light and dark pages

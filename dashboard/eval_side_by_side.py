@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data
-from dashboard.display import md_escape
-from dashboard.eval_views import best_epoch, confusion_view, per_class_view, report_view
+from tiller.dashboard import data
+from tiller.dashboard.display import md_escape
+from tiller.dashboard.eval_views import best_epoch, confusion_view, per_class_view, report_view
 
 
 def _headline(folder: str, run_id: str, epoch: int) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, eval_charts, eval_metrics
+from tiller.dashboard import data, eval_charts, eval_metrics
 
 CACHED_VIEWS = 64  # per cached function: a few runs x epochs x user inputs
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)  # the deferral curve, in steps of 0.01

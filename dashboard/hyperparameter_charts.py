@@ -2,7 +2,7 @@
 
 Pure functions from a table of configs (one row per run) and each run's best
 value of a metric to Plotly figures; no Streamlit. Colours follow
-``dashboard.charts``: the run's own colour where runs are told apart, Viridis
+``tiller.dashboard.charts``: the run's own colour where runs are told apart, Viridis
 where colour shows a second setting. The parallel coordinates' lines show the
 score itself, from faint to strong, in a scale made for the page's theme.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.charts import MAX_LR_TICKS, RUN_COLOURS, metric_title
-from dashboard.labels import plot_label, plot_text
-from trainer.config import COMPAT, TrainConfig, field_info
+from tiller.dashboard.charts import MAX_LR_TICKS, RUN_COLOURS, metric_title
+from tiller.dashboard.labels import plot_label, plot_text
+from tiller.trainer.steering.config import COMPAT, TrainConfig, field_info
 
 MAX_CHOICE_LABELS = 12  # a text key with more distinct values is a name, not a setting to plot
 LOG_AXIS_RATIO = 100.0  # positive values spanning this factor or more get a log axis (learning rates)

@@ -1,7 +1,7 @@
 """Evaluation panels that need a run's model and inputs, not only its stored predictions:
 the feature space (PCA, t-SNE, k-means purity), Grad-CAM, and thumbnails of samples.
 
-torch, timm and the run's data load only when one of these is drawn (``trainer.probe``
+torch, timm and the run's data load only when one of these is drawn (``tiller.trainer.engine.probe``
 and scikit-learn are imported inside the functions), so pages without them stay light.
 A panel that cannot be drawn says why (no checkpoint yet, data folder not on this
 machine, a model without a feature map) and never raises into the page.
@@ -21,10 +21,10 @@ import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.display import md_escape
-from dashboard.eval_charts import class_label
-from dashboard.labels import plot_text
-from store.predictions import Predictions
+from tiller.dashboard.display import md_escape
+from tiller.dashboard.eval_charts import class_label
+from tiller.dashboard.labels import plot_text
+from tiller.store.predictions import Predictions
 
 FEATURE_POINTS = 2_000  # samples embedded; t-SNE's time grows faster than linearly with the count
 TSNE_ITERATIONS = 500  # sklearn's least is 250; 500 settles and takes half the default 1,000's time
@@ -62,7 +62,7 @@ def thumbnails(run_dir: Path | str, sample_indices: Sequence[int], size: int = 9
     cannot be loaded (then an st.info says why)."""
     with _failures_explained():
         probe = _probe_for_epoch(Path(run_dir), None)
-        from trainer.probe import thumbnail
+        from tiller.trainer.engine.probe import thumbnail
 
         return [thumbnail(probe, int(i), size) for i in sample_indices]
     return [None] * len(sample_indices)
@@ -72,7 +72,7 @@ def snippets(run_dir: Path | str, sample_indices: Sequence[int]) -> list[str | N
     """The first words of each validation text (text data's thumbnails); None each for images."""
     with _failures_explained():
         probe = _probe_for_epoch(Path(run_dir), None)
-        from trainer.probe import text_snippet
+        from tiller.trainer.engine.probe import text_snippet
 
         if probe.data.kind != "text":
             return [None] * len(sample_indices)
@@ -82,7 +82,7 @@ def snippets(run_dir: Path | str, sample_indices: Sequence[int]) -> list[str | N
 
 @contextmanager
 def _failures_explained() -> Iterator[None]:
-    from trainer.probe import ProbeError
+    from tiller.trainer.engine.probe import ProbeError
 
     try:
         yield
@@ -98,20 +98,20 @@ def _failures_explained() -> Iterator[None]:
 @st.cache_resource(show_spinner=False, max_entries=PROBES_KEPT)
 def _probe(run_dir: str, which: str, mtime_ns: int):
     # mtime_ns is only a key: a checkpoint rewritten by a running run gives a new probe.
-    from trainer.probe import load_probe
+    from tiller.trainer.engine.probe import load_probe
 
     return load_probe(Path(run_dir), which)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _checkpoint_epoch(run_dir: str, which: str, mtime_ns: int) -> int | None:
-    from trainer.probe import checkpoint_epoch
+    from tiller.trainer.engine.probe import checkpoint_epoch
 
     return checkpoint_epoch(Path(run_dir), which)
 
 
 def _mtime_ns(run_dir: Path, which: str) -> int:
-    from trainer.checkpoint import checkpoint_path
+    from tiller.trainer.engine.checkpoint import checkpoint_path
 
     path = checkpoint_path(run_dir, which)
     return path.stat().st_mtime_ns if path.is_file() else 0  # 0: load_probe says there is none
@@ -190,14 +190,14 @@ def _predictions_of_probe(probe, predictions: Predictions) -> Predictions:
     """The stored predictions of the probe's own epoch, so colours match the features' weights."""
     if probe.epoch == predictions.epoch:
         return predictions
-    from trainer.probe import stored_predictions
+    from tiller.trainer.engine.probe import stored_predictions
 
     return stored_predictions(probe.run_dir, probe.epoch) or predictions
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _features(run_dir: str, which: str, mtime_ns: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    from trainer.probe import features
+    from tiller.trainer.engine.probe import features
 
     return features(_probe(run_dir, which, mtime_ns), limit)
 
@@ -279,7 +279,7 @@ def scatter_figure(points: np.ndarray, groups: np.ndarray, order: Sequence[str],
 
 def _gradcam_samples(run_dir: Path, predictions: Predictions) -> None:
     probe = _probe_for_epoch(run_dir, predictions.epoch)
-    from trainer.probe import require_gradcam
+    from tiller.trainer.engine.probe import require_gradcam
 
     require_gradcam(probe)  # before the pickers: a text or MLP run gets one line saying why
     _note_other_epoch(probe, predictions.epoch)
@@ -299,14 +299,14 @@ def _gradcam_samples(run_dir: Path, predictions: Predictions) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _gradcam(run_dir: str, which: str, mtime_ns: int, index: int, target: int | None) -> tuple[np.ndarray, int]:
-    from trainer.probe import gradcam
+    from tiller.trainer.engine.probe import gradcam
 
     _heatmap, overlay, predicted = gradcam(_probe(run_dir, which, mtime_ns), index, target)
     return overlay, predicted
 
 
 def _gradcam_row(probe, predictions: Predictions, index: int, overlay: np.ndarray, checkpoint_class: int) -> None:
-    from trainer.probe import thumbnail
+    from tiller.trainer.engine.probe import thumbnail
 
     names = [md_escape(name) for name in predictions.class_names]  # user text, shown in Markdown
     image_column, cam_column, text_column = st.columns([1, 1, 2])

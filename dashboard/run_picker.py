@@ -11,9 +11,9 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
-from dashboard.display import is_live, md_escape, run_labels
-from store import RunNotFound
+from tiller.dashboard import data
+from tiller.dashboard.display import is_live, md_escape, run_labels
+from tiller.store import RunNotFound
 
 
 def default_run(runs: pd.DataFrame) -> str:

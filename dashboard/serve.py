@@ -2,7 +2,7 @@
 guard that answers only the dashboard's own pages.
 
 ``tiller dashboard`` and ``tiller demo`` call :func:`listen` first (a busy port fails the command
-before the demo trains), start ``python -m dashboard.serve --fd N`` with that socket, wait until
+before the demo trains), start ``python -m tiller.dashboard.serve --fd N`` with that socket, wait until
 it answers (:func:`wait_until_serving`), then print the URL and open the browser. The child runs
 ``dashboard/app.py`` as a Streamlit ``st.App`` under uvicorn, with Tiller's Streamlit options set
 in-process: no ``streamlit run``, so no first-run email prompt, no usage-statistics notice and no
@@ -101,7 +101,7 @@ def free_port_above(family: int, address: str, port: int) -> int | None:
 
 def server_command(sock: socket.socket, host: str, origins: list[str]) -> list[str]:
     """The child process that serves on ``sock`` (pass it with ``pass_fds``)."""
-    command = [sys.executable, "-m", "dashboard.serve", "--fd", str(sock.fileno()), "--host", host]
+    command = [sys.executable, "-m", "tiller.dashboard.serve", "--fd", str(sock.fileno()), "--host", host]
     for origin in origins:
         command += ["--origin", origin]
     return command

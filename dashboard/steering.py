@@ -1,6 +1,6 @@
 """What the run page may ask of a run, decided without Streamlit.
 
-The page writes requests through ``trainer.live_config`` (the one steering
+The page writes requests through ``tiller.trainer.steering.live_config`` (the one steering
 channel); these helpers decide what to send, whether it would be accepted, and
 what became of it once sent.
 """
@@ -14,10 +14,10 @@ from typing import Any, Collection, Mapping
 
 import pandas as pd
 
-from dashboard.display import is_live
-from trainer.config import ConfigError, TrainConfig, validate_config
-from trainer.live_config import LiveFile
-from trainer.review import review_edit
+from tiller.dashboard.display import is_live
+from tiller.trainer.steering.config import ConfigError, TrainConfig, validate_config
+from tiller.trainer.steering.live_config import LiveFile
+from tiller.trainer.steering.review import review_edit
 
 
 def decode_json_fields(submitted: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -101,7 +101,7 @@ class SentOutcome:
 def sent_outcome(sent: SentChange, versions: pd.DataFrame, pending: Mapping[str, Any] | None,
                  events: pd.DataFrame, status: str) -> SentOutcome:
     """What became of ``sent``, from the run's config versions, its pending edit
-    (``trainer.live_config.pending_edit``), its events and its status.
+    (``tiller.trainer.steering.live_config.pending_edit``), its events and its status.
 
     Applied means a later version holds every value sent (it may hold more: edits that
     arrived from elsewhere before the same boundary are recorded together).

@@ -1,7 +1,7 @@
 """The run page's steering widgets: the hot-key form, pause/resume/stop, the pending edit,
 and what became of a change sent from the form.
 
-Every request goes through ``trainer.live_config``, which replaces the run's
+Every request goes through ``tiller.trainer.steering.live_config``, which replaces the run's
 live config file atomically; the trainer validates and applies it, and records
 a config version with ``source="user"`` and the reason typed here.
 
@@ -21,18 +21,18 @@ from typing import Any, Collection, Mapping
 
 import streamlit as st
 
-from dashboard import data
-from dashboard.display import (
+from tiller.dashboard import data
+from tiller.dashboard.display import (
     diff_text, ended_explanation, epochs_done, is_live, keep_toast, local_clock, md_escape, set_aside_note,
     show_kept_toast, user_timezone,
 )
-from dashboard.steering import (
+from tiller.dashboard.steering import (
     SentChange, SentOutcome, allowed_controls, change_problems, changed_values, decode_json_fields, sent_outcome,
 )
-from dashboard.tables import pending_table
-from trainer.config import TrainConfig, describe_keys, hot_keys, key_bounds, steerable_keys
-from trainer.live_config import pending_edit, request_change, request_control
-from trainer.schedule import SCHEDULE_KEYS
+from tiller.dashboard.tables import pending_table
+from tiller.trainer.steering.config import TrainConfig, describe_keys, hot_keys, key_bounds, steerable_keys
+from tiller.trainer.steering.live_config import pending_edit, request_change, request_control
+from tiller.trainer.steering.schedule import SCHEDULE_KEYS
 
 APPLIED_SHOWN_S = 120.0  # how long "applied as vN" stays under the form; the config history keeps it after
 

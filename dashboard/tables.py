@@ -10,10 +10,10 @@ from typing import Any, Collection, Mapping
 
 import pandas as pd
 
-from dashboard.display import (
+from tiller.dashboard.display import (
     diff_text, epochs_done, local_time, md_escape, progress_text, status_label, value_text,
 )
-from trainer.config import describe_keys
+from tiller.trainer.steering.config import describe_keys
 
 ABSENT = "(not in this run's config)"
 NBSP, NB_HYPHEN = "\u00a0", "\u2011"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from store.migrations import migrate
-from store.paths import DB_FILENAME
+from tiller.store.migrations import migrate
+from tiller.store.paths import DB_FILENAME
 
 BUSY_TIMEOUT_MS = 10_000  # writers wait this long for a lock before raising
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import weakref
 
-from store.liveness import THIS_HOST, process_gone, process_state
+from tiller.store.liveness import THIS_HOST, process_gone, process_state
 
 try:
     import fcntl
@@ -189,7 +189,7 @@ def _write_holder(fd: int) -> None:
 def _this_command() -> str:
     """``tiller resume abc`` or ``python train.py``: enough to recognise the process in ``ps``."""
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if program == "__main__.py":  # python -m trainer
+    if program == "__main__.py":  # python -m tiller
         program = "tiller"
     return " ".join([program, *sys.argv[1:]])[:200]
 

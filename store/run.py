@@ -9,7 +9,7 @@ Leaving the block marks the run finished; an exception marks it failed with the
 traceback (and re-raises); Ctrl-C marks it stopped.
 
 A ``Run`` from ``start_run`` or ``reopen_run`` holds the run's ownership lock
-(``store.ownership``) until it leaves its block: no second process can write the run
+(``tiller.store.ownership``) until it leaves its block: no second process can write the run
 meanwhile.
 
 ``log`` returns without touching the disk: a background ``MetricWriter``
@@ -25,14 +25,14 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from store.db import StoreWriteError
-from store.ownership import Ownership
-from store.paths import run_dir_for
-from store.rows import metric_rows
-from store.writer import MetricWriter
+from tiller.store.db import StoreWriteError
+from tiller.store.ownership import Ownership
+from tiller.store.paths import run_dir_for
+from tiller.store.rows import metric_rows
+from tiller.store.writer import MetricWriter
 
 if TYPE_CHECKING:
-    from store.store import Store
+    from tiller.store.store import Store
 
 HEARTBEAT_INTERVAL_S = 5.0
 

@@ -15,15 +15,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from store.advice import AdviceQueries
-from store.configdiff import diff_configs
-from store.db import DatabaseFiles, StoreReplaced, StoreWriteError, abandon, connect
-from store.liveness import HEARTBEAT_TIMEOUT_S, process_gone
-from store.ownership import Ownership, take_ownership
-from store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
-from store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
-from store.rows import MetricRow, metric_rows, metrics_frame
-from store.run import Run
+from tiller.store.advice import AdviceQueries
+from tiller.store.configdiff import diff_configs
+from tiller.store.db import DatabaseFiles, StoreReplaced, StoreWriteError, abandon, connect
+from tiller.store.liveness import HEARTBEAT_TIMEOUT_S, process_gone
+from tiller.store.ownership import Ownership, take_ownership
+from tiller.store.predictions import Predictions, decode_labels, decode_probs, encode_probs, samples_row
+from tiller.store.paths import DB_FILENAME, make_run_id, resolve_runs_dir, run_dir_for
+from tiller.store.rows import MetricRow, metric_rows, metrics_frame
+from tiller.store.run import Run
 
 STATUSES = ("running", "paused", "finished", "failed", "stopped")
 LIVE_STATUSES = ("running", "paused")
@@ -44,7 +44,7 @@ def encode_hot_keys(hot_keys: Iterable[str] | None) -> str | None:
     """The ``runs.hot_keys`` column: a JSON list of key names, or NULL for "every hot key".
 
     Only the shape is checked here; which names are hot keys is the trainer's
-    schema to say (``trainer.config.check_run_hot_keys``), and the store stays
+    schema to say (``tiller.trainer.steering.config.check_run_hot_keys``), and the store stays
     free of it.
     """
     if hot_keys is None:

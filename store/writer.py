@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from store.rows import MetricRow
+from tiller.store.rows import MetricRow
 
 WriteRows = Callable[[Sequence[MetricRow]], None]
 # Rows logged between flushes wait at most this long: short enough for a live

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import quote, quote_plus
 
-from trainer.advisor.types import TOOL_NAME
+from tiller.trainer.advisor.types import TOOL_NAME
 
 
 @dataclass

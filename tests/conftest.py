@@ -1,7 +1,7 @@
 import pytest
 import streamlit as st
 
-from store import Store
+from tiller.store import Store
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from store import Store
-from trainer.advisor import ask
-from trainer.advisor.report import write_change_report
-from trainer.advisor.types import Advice, Suggestion
-from trainer.config import TrainConfig
-from trainer.live_config import CONFIG_FILENAME, render_live_file
+from tiller.store import Store
+from tiller.trainer.advisor import ask
+from tiller.trainer.advisor.report import write_change_report
+from tiller.trainer.advisor.types import Advice, Suggestion
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import CONFIG_FILENAME, render_live_file
 
 RUN, OTHER = "mlp_20260101_000000", "mlp_20260101_000001"
 

@@ -13,9 +13,9 @@ import pytest
 
 from tests.anthropic_fake import FakeAnthropic, Reply, tool_message
 from tests.test_live_steering import ROOT, start_and_finish_epoch_1, wait_for
-from trainer.advisor import apply_advice, ask, revert_version
-from trainer.advisor.llm import ClaudeAdvisor
-from trainer.live_config import request_control
+from tiller.trainer.advisor import apply_advice, ask, revert_version
+from tiller.trainer.advisor.llm import ClaudeAdvisor
+from tiller.trainer.steering.live_config import request_control
 
 KEY = "sk-ant-live-test-key-ABCDEF987654"
 
@@ -116,7 +116,7 @@ def test_autopilot_applies_rule_advice_within_its_budget_and_can_be_turned_off(t
         assert state["changes_made"] == 1 and state["enabled"] is True
         asked = len(store.advice(run_id))
         # Turning it off mid-run: no more steps.
-        from trainer.live_config import request_change
+        from tiller.trainer.steering.live_config import request_change
         request_change(config_path, {"autopilot": False, "autopilot_max_changes": 5}, source="user", reason="off")
         wait_for(versions_with(store, run_id, 3), "autopilot off", proc)
         off_at = int(store.config_versions(run_id).iloc[-1]["epoch"])
@@ -136,7 +136,7 @@ def test_tiller_suggest_offline_prints_and_applies(tmp_path, monkeypatch):
         "batch_size=512")
     try:
         env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
-        command = [sys.executable, "-m", "trainer", "suggest", run_id[:8], "--runs-dir", str(runs_dir),
+        command = [sys.executable, "-m", "tiller", "suggest", run_id[:8], "--runs-dir", str(runs_dir),
                    "--offline", "--json", "--apply", "-q", "is the batch too large?"]
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -146,14 +146,14 @@ def test_tiller_suggest_offline_prints_and_applies(tmp_path, monkeypatch):
         wait_for(versions_with(store, run_id, 2), "the suggestion is applied", proc)
         assert store.config_versions(run_id).iloc[-1]["change_id"].startswith(result["id"] + "#")
         wait_for(lambda: len(store.reports(run_id)) == 1, "the report is recorded", proc)
-        shown = subprocess.run([sys.executable, "-m", "trainer", "show", run_id, "--runs-dir", str(runs_dir)],
+        shown = subprocess.run([sys.executable, "-m", "tiller", "show", run_id, "--runs-dir", str(runs_dir)],
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert f"{result['id']} after epoch" in shown.stdout and "reports/v002.md" in shown.stdout, shown.stdout
 
-        text = subprocess.run([sys.executable, "-m", "trainer", "suggest", "latest", "--runs-dir", str(runs_dir),
+        text = subprocess.run([sys.executable, "-m", "tiller", "suggest", "latest", "--runs-dir", str(runs_dir),
                                "--offline"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert text.returncode == 0 and "from offline rules" in text.stdout, text.stderr
-        undo = subprocess.run([sys.executable, "-m", "trainer", "revert", run_id, "1", "--runs-dir", str(runs_dir)],
+        undo = subprocess.run([sys.executable, "-m", "tiller", "revert", run_id, "1", "--runs-dir", str(runs_dir)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert undo.returncode == 1 and "first config" in undo.stderr
     finally:

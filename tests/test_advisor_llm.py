@@ -13,11 +13,11 @@ import pytest
 from tests.anthropic_fake import (
     FakeAnthropic, Reply, error_body, key_echo, key_leaks, text_message, tool_message, unreachable_url,
 )
-from trainer.advisor import AdvisorError, apply_advice, ask
-from trainer.advisor.llm import ClaudeAdvisor
-from trainer.advisor.types import TOOL_NAME
-from trainer.config import TrainConfig
-from trainer.live_config import CONFIG_FILENAME, parse_live_file, render_live_file, write_atomic
+from tiller.trainer.advisor import AdvisorError, apply_advice, ask
+from tiller.trainer.advisor.llm import ClaudeAdvisor
+from tiller.trainer.advisor.types import TOOL_NAME
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import CONFIG_FILENAME, parse_live_file, render_live_file, write_atomic
 
 KEY = "sk-ant-test-0123456789-secret"
 CLASSES = ["cat", "dog", "草鱼"]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer.advisor.checks import check_suggestions
-from trainer.advisor.context import ClassStats, RunContext
-from trainer.advisor.rules import RULES, RuleAdvisor
-from trainer.config import TrainConfig, validate_config
+from tiller.trainer.advisor.checks import check_suggestions
+from tiller.trainer.advisor.context import ClassStats, RunContext
+from tiller.trainer.advisor.rules import RULES, RuleAdvisor
+from tiller.trainer.steering.config import TrainConfig, validate_config
 
 SEED003 = Path(__file__).parent / "fixtures" / "seed003_config.json"
 NAMES_5 = ["划痕", "污点", "缺失", "变形", "异物"]

@@ -16,7 +16,7 @@ from tests.anthropic_fake import FakeAnthropic, Reply, error_body, key_echo, key
 from tests.test_advisor_live import read_state, stop
 from tests.test_advisor_llm import make_run
 from tests.test_live_steering import ROOT, start_and_finish_epoch_1, wait_for
-from trainer.advisor.redact import REDACTED, redact, redact_data
+from tiller.trainer.advisor.redact import REDACTED, redact, redact_data
 
 KEY = "sk-ant-api03-Gateway/Echo+Key=9f8e7d6c5b4a3210ZYXW"  # "/", "+", "=" change when escaped or encoded
 
@@ -51,7 +51,7 @@ def echoing_gateway(monkeypatch):
 
 
 def tiller(*args: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tiller", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
                           env=dict(os.environ), capture_output=True, text=True, timeout=120)
 
 

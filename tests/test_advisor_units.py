@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.advisor.autopilot import is_due, within_limits
-from trainer.advisor.checks import check_suggestions, combined_problems
-from trainer.advisor.report import change_kind, render_report
-from trainer.advisor.service import split_change_id
-from trainer.advisor.types import AdvisorError, Suggestion, parse_tool_input
-from trainer.config import TrainConfig
+from tiller.trainer.advisor.autopilot import is_due, within_limits
+from tiller.trainer.advisor.checks import check_suggestions, combined_problems
+from tiller.trainer.advisor.report import change_kind, render_report
+from tiller.trainer.advisor.service import split_change_id
+from tiller.trainer.advisor.types import AdvisorError, Suggestion, parse_tool_input
+from tiller.trainer.steering.config import TrainConfig
 
 CONFIG = TrainConfig(num_epochs=20, learning_rate=0.001).model_dump()
 
@@ -94,8 +94,8 @@ def test_change_ids_name_the_advice_and_its_suggestions():
 
 
 def test_an_autopilot_step_sends_nothing_once_the_user_turned_it_off(store, monkeypatch):
-    from trainer.advisor.autopilot import Autopilot
-    from trainer.live_config import CONFIG_FILENAME, render_live_file, request_change, write_atomic
+    from tiller.trainer.advisor.autopilot import Autopilot
+    from tiller.trainer.steering.live_config import CONFIG_FILENAME, render_live_file, request_change, write_atomic
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     run = store.start_run(model="mlp", dataset="digits").__enter__()

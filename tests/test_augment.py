@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trainer.augment import (
+from tiller.trainer.engine.augment import (
     BRIGHTNESS_RANGE,
     ZOOM_RANGE,
     AugmentParams,

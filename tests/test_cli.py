@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from store import Store
-from trainer.cli import main, parse_assignment
-from trainer.live_config import parse_live_file
+from tiller.store import Store
+from tiller.trainer.cli.commands import main, parse_assignment
+from tiller.trainer.steering.live_config import parse_live_file
 
 
 def run_cli(capsys, *argv):

@@ -9,12 +9,12 @@ import sys
 import pytest
 from rich.console import Console
 
-from store import Store
-from trainer import cli_views
-from trainer.cli import main
-from trainer.progress import EtaClock, LiveReporter, clock_text
+from tiller.store import Store
+from tiller.trainer.cli import views as cli_views
+from tiller.trainer.cli.commands import main
+from tiller.trainer.engine.progress import EtaClock, LiveReporter, clock_text
 
-TILLER = [sys.executable, "-m", "trainer"]
+TILLER = [sys.executable, "-m", "tiller"]
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 METRICS = {"train/loss": 0.5, "train/accuracy": 0.8, "val/loss": 0.6, "val/accuracy": 0.75, "lr": 0.001,
            "epoch_seconds": 10.0, "samples_per_sec": 100.0}
@@ -172,7 +172,7 @@ def test_runs_table_in_a_narrow_terminal_keeps_ids_statuses_and_times_whole(runs
 
 
 def test_runs_into_head_ends_without_a_traceback(runs_dir):
-    result = subprocess.run(f"{sys.executable} -m trainer runs --runs-dir {runs_dir} | head -1", shell=True,
+    result = subprocess.run(f"{sys.executable} -m tiller runs --runs-dir {runs_dir} | head -1", shell=True,
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["ID", "NAME", "STATUS", "MODEL", "EPOCH", "BEST", "VAL", "ACC", "UPDATED"]
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

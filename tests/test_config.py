@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from trainer.config import (
+from tiller.trainer.steering.config import (
     ConfigError,
     TrainConfig,
     describe_keys,
@@ -12,7 +12,7 @@ from trainer.config import (
     key_bounds,
     validate_config,
 )
-from trainer.appliers import APPLIERS
+from tiller.trainer.engine.appliers import APPLIERS
 
 
 def test_defaults_are_seed_001():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from store import Store
-from trainer.config import TrainConfig
-from trainer.live_config import CONFIG_FILENAME, render_live_file, request_change
+from tiller.store import Store
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import CONFIG_FILENAME, render_live_file, request_change
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 PAGES = DASHBOARD / "app_pages"
@@ -343,7 +343,7 @@ def test_a_sent_change_reads_pending_then_applied_as_its_version(runs_store):
 
 
 def test_an_applied_change_leaves_the_form_once_it_has_been_read(runs_store, monkeypatch):
-    from dashboard import steering_widgets
+    from tiller.dashboard import steering_widgets
 
     config = seed_run(runs_store, "mlp_20260101_000001", name="steer me")
     at = send_lr(run_page("mlp_20260101_000001"), "mlp_20260101_000001", 0.01)
@@ -546,8 +546,8 @@ def test_compare_page_without_validation_says_when_the_views_appear(runs_store):
 
 
 def test_compare_page_evaluates_two_runs_side_by_side(runs_store):
-    from trainer.config import validate_config
-    from trainer.loop import train
+    from tiller.trainer.steering.config import validate_config
+    from tiller.trainer.engine.loop import train
 
     quiet = {"say": lambda message: None}
     slow = train(validate_config({"num_epochs": 2, "learning_rate": 0.0003}), runs_store, name="slow", **quiet)

@@ -1,5 +1,5 @@
 """The run page's advisor: asking, applying, refusing, failing, reverting, reports, the autopilot;
-and the pure helpers behind it (``dashboard.advice_views``)."""
+and the pure helpers behind it (``tiller.dashboard.advice_views``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import advice_views as views
-from store import Store
+from tiller.dashboard import advice_views as views
+from tiller.store import Store
 from tests.anthropic_fake import unreachable_url
 from tests.test_dashboard import LogRecords, button, live_file, run_page, texts
-from trainer.advisor import AdviceRecord, CheckedSuggestion, ask
-from trainer.advisor.types import Advice, Suggestion
-from trainer.config import TrainConfig
-from trainer.live_config import render_live_file
+from tiller.trainer.advisor import AdviceRecord, CheckedSuggestion, ask
+from tiller.trainer.advisor.types import Advice, Suggestion
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import render_live_file
 
 RUN = "mlp_20260101_000001"
 # Train loss falls while val loss climbs from epoch 3: the offline rules call it overfitting.

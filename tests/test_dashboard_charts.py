@@ -1,4 +1,4 @@
-"""dashboard.charts: store DataFrames -> Plotly figures, no Streamlit involved."""
+"""tiller.dashboard.charts: store DataFrames -> Plotly figures, no Streamlit involved."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import charts
-from dashboard.smoothing import Smoothing, ema
+from tiller.dashboard import charts
+from tiller.dashboard.smoothing import Smoothing, ema
 
 
 def long_metrics(run_id: str = "r1", epochs: int = 5, lrs: dict[int, float] | None = None) -> pd.DataFrame:

@@ -1,12 +1,12 @@
-"""dashboard.data: what the pages read, and how long each read stays cached."""
+"""tiller.dashboard.data: what the pages read, and how long each read stays cached."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from dashboard import data
-from store import Store
+from tiller.dashboard import data
+from tiller.store import Store
 
 
 def seed(store: Store, run_id: str, *, epochs: int, status: str = "running") -> None:

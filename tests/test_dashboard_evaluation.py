@@ -11,9 +11,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from store import Store
-from trainer.config import validate_config
-from trainer.loop import train
+from tiller.store import Store
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.loop import train
 
 PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "evaluation.py"
 TIMEOUT_S = 30  # the first run imports plotly, pandas and scikit-learn

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
-from trainer.live_config import request_change
+from tiller.trainer.steering.live_config import request_change
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 START_TIMEOUT_S = 90  # Streamlit and Chromium start slowly on a loaded 2-core machine
@@ -114,7 +114,7 @@ class Dashboards:
             log.write(f"--- tiller dashboard --port {port}\n")
             log.flush()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "trainer", "dashboard", "--runs-dir", str(self.runs_dir), "--port", str(port),
+                [sys.executable, "-m", "tiller", "dashboard", "--runs-dir", str(self.runs_dir), "--port", str(port),
                  "--no-browser"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(proc)

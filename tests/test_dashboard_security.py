@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dashboard.serve import ServedHosts, parse_origin
-from store import Store
+from tiller.dashboard.serve import ServedHosts, parse_origin
+from tiller.store import Store
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
-from trainer.live_config import live_config_path, parse_live_file
+from tiller.trainer.steering.live_config import live_config_path, parse_live_file
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 START_TIMEOUT_S = 90  # Streamlit and Chromium start slowly on a loaded 2-core machine
@@ -95,7 +95,7 @@ class Served:
         wait_for(lambda: epochs_logged(self.store, self.run_id) >= 2, "two epochs", self.trainer)
         with open(self.log, "w", encoding="utf-8") as log:
             self.dashboard = subprocess.Popen(
-                [sys.executable, "-m", "trainer", "dashboard", "--runs-dir", str(self.runs_dir),
+                [sys.executable, "-m", "tiller", "dashboard", "--runs-dir", str(self.runs_dir),
                  "--port", str(self.port), "--no-browser", "--origin", PROXY_ORIGIN],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                 start_new_session=True)

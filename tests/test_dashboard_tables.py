@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dashboard import display, steering, tables
-from trainer.config import TrainConfig
+from tiller.dashboard import display, steering, tables
+from tiller.trainer.steering.config import TrainConfig
 
 CONFIG = TrainConfig().model_dump()
 
@@ -186,10 +186,10 @@ def test_run_labels_add_the_id_only_when_names_repeat():
 
 
 def test_in_force_table_reads_a_real_state_file(tmp_path):
-    from store import Store
-    from trainer.config import validate_config
-    from trainer.loop import train
-    from trainer.live_config import STATE_FILENAME
+    from tiller.store import Store
+    from tiller.trainer.steering.config import validate_config
+    from tiller.trainer.engine.loop import train
+    from tiller.trainer.steering.live_config import STATE_FILENAME
     import json
 
     config = validate_config({"num_epochs": 1, "use_augmentation": True, "model_ema": True, "optimizer": "SGD"})

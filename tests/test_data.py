@@ -11,8 +11,8 @@ from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import TensorDataset
 
-from trainer.config import validate_config
-from trainer.data import (DataError, DataSplit, balanced_class_weights, class_counts, load_data,
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.data import (DataError, DataSplit, balanced_class_weights, class_counts, load_data,
                           train_loader, val_loader)
 
 
@@ -65,7 +65,7 @@ def test_default_size_is_224_and_gray_becomes_three_equal_channels(tmp_path):
 
 
 def test_16_bit_scans_are_stretched_not_clipped_white(tmp_path):
-    from trainer.data.image_folder import read_rgb
+    from tiller.trainer.data.image_folder import read_rgb
 
     scan = np.full((16, 16), 1000, dtype=np.uint16)
     scan[:, 8:] = 4000  # 12-bit CT values: clipped at 255, both halves would be white
@@ -261,7 +261,7 @@ def test_sequences_are_padded_at_the_end_and_cut_at_the_start_like_seed_004(tmp_
 
 
 def test_vocabulary_ranks_by_frequency_then_alphabetically():
-    from trainer.data.sequences import build_vocab
+    from tiller.trainer.data.sequences import build_vocab
 
     assert build_vocab([["b", "a", "c"], ["c", "d"]], vocab_size=5) == {"c": 3, "a": 4}
 
@@ -286,7 +286,7 @@ def test_text_csv_labels_numbers_chinese_and_bad_rows(tmp_path):
 
 
 def test_chinese_is_split_into_characters_and_accents_survive():
-    from trainer.data.sequences import tokenize
+    from tiller.trainer.data.sequences import tokenize
 
     assert tokenize("好看的电影 Café, NAÏVE!") == ["好", "看", "的", "电", "影", "café", "naïve"]
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from store import Store
+from tiller.store import Store
 from tests.test_data import ragged
-from trainer.cli import main
-from trainer.config import validate_config
-from trainer.data import DataError, load_data
-from trainer.data.text_csv import decode
-from trainer.sample_data import write_idx
+from tiller.trainer.cli.commands import main
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.data import DataError, load_data
+from tiller.trainer.data.text_csv import decode
+from tiller.trainer.data.sample_data import write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -381,7 +381,7 @@ def test_tiller_train_on_a_bad_data_folder_prints_one_line_and_exits_2(tmp_path,
                     f"(train, val); train, val hold class folders of images rather than images; Tiller makes the "
                     f"validation split itself (val_split), so it needs no train/ folder: set data_dir to the "
                     f"folder of class folders, e.g. {data}/train; expected")
-    done = subprocess.run([sys.executable, "-m", "trainer", "train", "--runs-dir", str(tmp_path / "runs"),
+    done = subprocess.run([sys.executable, "-m", "tiller", "train", "--runs-dir", str(tmp_path / "runs"),
                            "--set", f"data_dir={data}", "--set", "num_epochs=1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr

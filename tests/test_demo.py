@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from tiller.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def runs_by_model(store):
 def test_demo_trains_serves_and_shuts_down_cleanly(tmp_path):
     port, runs_dir = free_port(), tmp_path / "runs"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer", "demo", "--no-browser", "--port", str(port), "--runs-dir", str(runs_dir)],
+        [sys.executable, "-m", "tiller", "demo", "--no-browser", "--port", str(port), "--runs-dir", str(runs_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, StoreWriteError
+from tiller.store import Store, StoreWriteError
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 from tests.test_resume import SERIES, epochs_by_series, resume_command
 
@@ -110,7 +110,7 @@ def read_only_runs(small_disk):
 
 def test_a_read_only_runs_folder_is_refused_with_a_clear_error(read_only_runs):
     for command in (["train", "--set", 'model_name="mlp"'], ["resume", "halted"]):
-        done = subprocess.run([sys.executable, "-m", "trainer", *command, "--runs-dir", str(read_only_runs)],
+        done = subprocess.run([sys.executable, "-m", "tiller", *command, "--runs-dir", str(read_only_runs)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 1, done.stdout + done.stderr
         assert done.stderr.startswith("tiller: cannot "), done.stderr
@@ -152,7 +152,7 @@ def nobodys_folder():
 
 def as_nobody(folder: Path, *tiller_args: str, **popen) -> subprocess.Popen:
     command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-               sys.executable, "-m", "trainer", *tiller_args, "--runs-dir", str(folder / "runs")]
+               sys.executable, "-m", "tiller", *tiller_args, "--runs-dir", str(folder / "runs")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(folder)}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **popen)

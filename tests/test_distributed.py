@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from store import Store
+from tiller.store import Store
 from tests.test_live_steering import epochs_logged, only_run, start_train_command, wait_for
-from trainer.checkpoint import checkpoint_path, load_checkpoint
-from trainer.data.loaders import ShardedWeightedSampler, slice_bounds, train_loader, val_loader
-from trainer.distributed import World, weights_fingerprint
-from trainer.state import build_state
-from trainer.config import validate_config
+from tiller.trainer.engine.checkpoint import checkpoint_path, load_checkpoint
+from tiller.trainer.data.loaders import ShardedWeightedSampler, slice_bounds, train_loader, val_loader
+from tiller.trainer.engine.distributed import World, weights_fingerprint
+from tiller.trainer.engine.state import build_state
+from tiller.trainer.steering.config import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_S = 240
@@ -35,7 +35,7 @@ def start_job(runs_dir: Path, *overrides: str) -> subprocess.Popen:
 
 
 def tiller(runs_dir: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *argv, "--runs-dir", str(runs_dir)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tiller", *argv, "--runs-dir", str(runs_dir)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -4,8 +4,8 @@ import json
 import re
 from pathlib import Path
 
-from trainer.cli import build_parser
-from trainer.config import describe_keys
+from tiller.trainer.cli.commands import build_parser
+from tiller.trainer.steering.config import describe_keys
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

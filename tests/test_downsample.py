@@ -1,4 +1,4 @@
-"""dashboard.downsample: fewer points per curve, extremes and endpoints kept, no randomness."""
+"""tiller.dashboard.downsample: fewer points per curve, extremes and endpoints kept, no randomness."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.downsample import downsample, lttb_indices, minmax_indices
+from tiller.dashboard.downsample import downsample, lttb_indices, minmax_indices
 
 
 def noisy_curve(n: int = 20_000) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from tiller.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -86,7 +86,7 @@ class Demo:
         env["OMP_NUM_THREADS"] = "1"
         with open(self.log, "w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "trainer", "demo", "--no-browser", "--port", str(self.port),
+                [sys.executable, "-m", "tiller", "demo", "--no-browser", "--port", str(self.port),
                  "--runs-dir", str(self.runs_dir)],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"

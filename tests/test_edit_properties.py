@@ -11,8 +11,8 @@ import typing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainer.config import ConfigError, TrainConfig, frozen_keys, hot_keys, validate_config
-from trainer.review import decode_edit, review_edit
+from tiller.trainer.steering.config import ConfigError, TrainConfig, frozen_keys, hot_keys, validate_config
+from tiller.trainer.steering.review import decode_edit, review_edit
 
 CURRENT = validate_config({"num_epochs": 10})
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trainer.ema import EmaTracker
+from tiller.trainer.engine.ema import EmaTracker
 
 
 class OneWeight(nn.Module):

@@ -6,10 +6,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import eval_charts as ec
-from dashboard import eval_metrics as em
-from dashboard.eval_charts import class_label
-from dashboard.labels import short_label, text_columns
+from tiller.dashboard import eval_charts as ec
+from tiller.dashboard import eval_metrics as em
+from tiller.dashboard.eval_charts import class_label
+from tiller.dashboard.labels import short_label, text_columns
 
 LONG = "A very long class name that goes on and on: Pseudomonas aeruginosa resistant strain"
 NAMES = ["猫", "狗", "鸟", "قطة", "🐶 dog", LONG]

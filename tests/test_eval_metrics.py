@@ -9,7 +9,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from dashboard import eval_metrics as em
+from tiller.dashboard import eval_metrics as em
 
 NAMES = ["正常", "良性", "恶性"]
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
-from trainer.cli import load_config_file, main
-from trainer.config import validate_config
-from trainer.loop import train
+from tiller.store import Store
+from tiller.trainer.cli.commands import load_config_file, main
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.loop import train
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.json"))

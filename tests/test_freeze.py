@@ -3,9 +3,9 @@ import types
 import torch
 import torch.nn.functional as F
 
-from trainer.config import TrainConfig
-from trainer.freeze import apply_freeze, train_mode
-from trainer.models import build_model
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.engine.freeze import apply_freeze, train_mode
+from tiller.trainer.models.build import build_model
 
 IMAGES = types.SimpleNamespace(kind="image", num_classes=3, in_channels=3, image_size=32, vocab_size=0)
 
@@ -80,7 +80,7 @@ def train_step(model, optimizer, inputs, targets):
 def test_unfreezing_mid_run_needs_no_new_optimizer_and_keeps_adam_state():
     torch.manual_seed(0)
     model = build("mlp")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)  # all parameters, as trainer/optim.py
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)  # all parameters, as trainer/engine/optim.py
     inputs, targets = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
 
     F.cross_entropy(model(inputs), targets).backward()  # a gradient left over from before freezing

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store import Store
-from trainer.config import ConfigError, TrainConfig
-from trainer.live_config import (
+from tiller.store import Store
+from tiller.trainer.steering.config import ConfigError, TrainConfig
+from tiller.trainer.steering.live_config import (
     MAX_NESTING,
     decode_live_file,
     keep_rejected,
@@ -29,8 +29,8 @@ from trainer.live_config import (
     request_control,
     write_atomic,
 )
-from trainer.steer import Steering
-from trainer.watcher import ConfigWatcher
+from tiller.trainer.steering.steer import Steering
+from tiller.trainer.steering.watcher import ConfigWatcher
 
 CURRENT = TrainConfig(num_epochs=10)
 GOOD = render_live_file(CURRENT.model_dump())
@@ -179,7 +179,7 @@ AS_ORDINARY_READER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search
 def test_an_unreadable_file_is_a_bad_edit_standing(path):
     path.write_text('{"learning_rate": 0.5, "control": "stop"}')
     path.chmod(0)
-    script = ("import sys; from pathlib import Path; from trainer.live_config import pending_edit, read_live_file, "
+    script = ("import sys; from pathlib import Path; from tiller.trainer.steering.live_config import pending_edit, read_live_file, "
               "request_control; p = Path(sys.argv[1]); print(pending_edit(p, {})['error']); "
               "print(read_live_file(p, fallback={'learning_rate': 0.1}).values); "
               "s = request_control(p, 'pause', fallback={'learning_rate': 0.1}); print(s.kept.name, s.problem)")

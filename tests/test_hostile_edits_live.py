@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.test_live_steering import ROOT, epochs_logged, lr_by_epoch, start_and_finish_epoch_1, wait_for
-from trainer.live_config import parse_live_file, request_control
+from tiller.trainer.steering.live_config import parse_live_file, request_control
 
 WAIT_S = 30  # an epoch lasts about a second; anything that needs more has gone wrong
 
 
 def tiller(runs_dir: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *argv, "--runs-dir", str(runs_dir)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tiller", *argv, "--runs-dir", str(runs_dir)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -115,7 +115,7 @@ def test_pause_resume_and_stop_from_the_cli_get_through_a_bad_file_standing(tmp_
     # `tiller resume` of the stopped run, with a bad file standing: it trains on.
     config_path.write_text('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     stopped_at = epochs_logged(store, run_id)
-    resume = subprocess.Popen([sys.executable, "-m", "trainer", "resume", run_id, "--runs-dir", str(runs_dir)],
+    resume = subprocess.Popen([sys.executable, "-m", "tiller", "resume", run_id, "--runs-dir", str(runs_dir)],
                               cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: epochs_logged(store, run_id) > stopped_at, "the resumed run trains", resume, WAIT_S * 2)

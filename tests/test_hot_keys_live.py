@@ -19,8 +19,8 @@ from typing import Any, Callable
 import pytest
 
 from tests.test_live_steering import start_and_finish_epoch_1, wait_for
-from trainer.config import hot_keys
-from trainer.live_config import request_change, request_control
+from tiller.trainer.steering.config import hot_keys
+from tiller.trainer.steering.live_config import request_change, request_control
 
 TRAIN_SAMPLES = 1437  # digits: 1,797 images, 20 % held out, stratified
 HEAD_PARAMS = 128 * 10 + 10  # the MLP's last Linear

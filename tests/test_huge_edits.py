@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig
-from trainer.live_config import (
+from tiller.trainer.steering.config import ConfigError, TrainConfig
+from tiller.trainer.steering.live_config import (
     MAX_LIVE_FILE_BYTES,
     keep_rejected,
     parse_live_file,
@@ -18,8 +18,8 @@ from trainer.live_config import (
     request_control,
     write_atomic,
 )
-from trainer.review import decode_edit
-from trainer.watcher import ConfigWatcher
+from tiller.trainer.steering.review import decode_edit
+from tiller.trainer.steering.watcher import ConfigWatcher
 
 HUGE = 50 * 2**20
 JSON_START = b'{"learning_rate": 0.5, "control": "pause", "notes": "'

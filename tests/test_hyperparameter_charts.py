@@ -9,7 +9,7 @@ import plotly.colors
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import hyperparameter_charts as charts
+from tiller.dashboard import hyperparameter_charts as charts
 from tests.test_dashboard import PAGES, TIMEOUT_S, chart_spec, seed_run, texts
 
 

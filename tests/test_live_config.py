@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from trainer.config import ConfigError, validate_config
-from trainer.live_config import (
+from tiller.trainer.steering.config import ConfigError, validate_config
+from tiller.trainer.steering.live_config import (
     ChangeNote,
     keep_rejected,
     parse_live_file,
@@ -14,7 +14,7 @@ from trainer.live_config import (
     request_control,
     write_atomic,
 )
-from trainer.review import decode_edit, review_edit
+from tiller.trainer.steering.review import decode_edit, review_edit
 
 CURRENT = validate_config({"num_epochs": 10})
 

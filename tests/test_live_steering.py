@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
-from trainer.checkpoint import load_checkpoint
-from trainer.live_config import parse_live_file, request_change, request_control
+from tiller.store import Store
+from tiller.trainer.engine.checkpoint import load_checkpoint
+from tiller.trainer.steering.live_config import parse_live_file, request_change, request_control
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 120
@@ -24,7 +24,7 @@ def start_trainer(runs_dir: Path, *overrides: str) -> subprocess.Popen:
 
 def start_train_command(runs_dir: Path, overrides, *options: str, **popen) -> subprocess.Popen:
     """``tiller train --set <override> ... <options>`` in a child process, its output piped."""
-    command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), *options]
+    command = [sys.executable, "-m", "tiller", "train", "--runs-dir", str(runs_dir), *options]
     for override in overrides:
         command += ["--set", override]
     # One thread: a tiny MLP gains nothing from more, and a loaded CI machine

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.config import validate_config
-from trainer.mixing import cutmix_box, mix_batch
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.mixing import cutmix_box, mix_batch
 
 CLASSES = 5
 

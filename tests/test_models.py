@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from trainer.config import TrainConfig
-from trainer.model_names import resolve_model_name
-from trainer.models import build_model, set_dropout
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.models.names import resolve_model_name
+from tiller.trainer.models.build import build_model, set_dropout
 
 
 def images(channels=3, classes=3, size=32):

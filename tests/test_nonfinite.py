@@ -13,14 +13,14 @@ import sys
 
 import torch
 
-from store import Store
+from tiller.store import Store
 from tests.test_live_steering import ROOT
-from trainer.checkpoint import load_checkpoint, save_checkpoint, training_payload
-from trainer.config import validate_config
-from trainer.epoch import train_one_epoch
-from trainer.live_config import live_config_path, parse_live_file
-from trainer.nonfinite import MAX_IN_A_ROW, RECUT_AFTER, NonfiniteGuard
-from trainer.state import build_state
+from tiller.trainer.engine.checkpoint import load_checkpoint, save_checkpoint, training_payload
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.epoch import train_one_epoch
+from tiller.trainer.steering.live_config import live_config_path, parse_live_file
+from tiller.trainer.engine.nonfinite import MAX_IN_A_ROW, RECUT_AFTER, NonfiniteGuard
+from tiller.trainer.engine.state import build_state
 
 RARE_PIXEL = 8  # lit in 7 of the 1,797 digits
 HUGE = 3e38  # finite in float32; two of them multiplied are not
@@ -43,7 +43,7 @@ def poisoned_weights(path, **kwargs):
 
 
 def train_from(weights, runs_dir, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "trainer", "train", "--runs-dir", str(runs_dir), "--set", 'model_name="mlp"',
+    command = [sys.executable, "-m", "tiller", "train", "--runs-dir", str(runs_dir), "--set", 'model_name="mlp"',
                "--set", "use_pretrained=true", "--set", f'pretrained_path="{weights}"', "--set", "batch_size=32",
                "--set", "lr_scheduler=\"none\""]
     for override in overrides:

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import tiller
-from store import Store
-from trainer.sample_data import SEED, make_reviews, write_imdb_npz
+from tiller.store import Store
+from tiller.trainer.data.sample_data import SEED, make_reviews, write_imdb_npz
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "imdb_own_loop.py"
@@ -272,7 +272,7 @@ def imdb_npz(tmp_path_factory) -> Path:
 def tiller_cli(runs_dir: Path, *args: str) -> subprocess.CompletedProcess:
     """The installed `tiller` command, as a user types it."""
     script = Path(sys.executable).with_name("tiller")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "from trainer.cli import main; main()"]
+    command = [str(script)] if script.exists() else [sys.executable, "-c", "from tiller.trainer.cli.commands import main; main()"]
     return subprocess.run([*command, *args, "--runs-dir", str(runs_dir)], capture_output=True, text=True,
                           timeout=60, cwd=REPO)
 

@@ -13,10 +13,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import charts, eval_charts as ec, eval_metrics as em, hyperparameter_charts as hc, probe_panels
-from dashboard.labels import plot_label, plot_text
-from dashboard.smoothing import Smoothing
-from store.predictions import Predictions
+from tiller.dashboard import charts, eval_charts as ec, eval_metrics as em, hyperparameter_charts as hc, probe_panels
+from tiller.dashboard.labels import plot_label, plot_text
+from tiller.dashboard.smoothing import Smoothing
+from tiller.store.predictions import Predictions
 from tests.test_dashboard_charts import long_metrics
 from tests.test_eval_charts import predictions
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trainer.config import validate_config
-from trainer.precision import DYNAMIC_INITIAL_SCALE, Precision
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.precision import DYNAMIC_INITIAL_SCALE, Precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

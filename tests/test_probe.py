@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from store import Store
-from trainer.config import validate_config
-from trainer.loop import train
-from trainer.probe import (ProbeError, checkpoint_epoch, features, find_data_dir, gradcam, load_probe,
+from tiller.store import Store
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.engine.loop import train
+from tiller.trainer.engine.probe import (ProbeError, checkpoint_epoch, features, find_data_dir, gradcam, load_probe,
                            text_snippet, thumbnail)
-from trainer.step import probabilities
+from tiller.trainer.engine.step import probabilities
 
 SHAPES = ("bar", "circle", "square")
 SHAPE_SIDE = 64  # resnet10t's stride is 32: a 2x2 last feature map, so Grad-CAM has places to tell apart

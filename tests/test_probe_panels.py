@@ -10,8 +10,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import probe_panels
-from dashboard.eval_charts import class_label
+from tiller.dashboard import probe_panels
+from tiller.dashboard.eval_charts import class_label
 from tests.test_probe import cnn_run, mlp_run  # noqa: F401  (fixtures: the probe tests' trained runs)
 
 TIMEOUT_S = 120  # t-SNE and the first import of torch and timm, on a busy CPU
@@ -23,8 +23,8 @@ def panel_script(run_dir: str, panel: str) -> None:
 
     import streamlit as st
 
-    from dashboard import probe_panels
-    from store import Store
+    from tiller.dashboard import probe_panels
+    from tiller.store import Store
 
     run_dir = Path(run_dir)
     store = Store(run_dir.parent)

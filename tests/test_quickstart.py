@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from tiller.store import Store
 from tests.test_dashboard_security import free_port, websocket_upgrade
 
 SERVE_TIMEOUT_S = 90  # Streamlit starts in a few seconds; a loaded 2-core machine is slower
@@ -26,7 +26,7 @@ TILLER = Path(sys.executable).with_name("tiller")  # the console script `pip ins
 
 def tiller_command(*args: str) -> list[str]:
     # The console script when installed (the README's command); the same entry point otherwise.
-    return [str(TILLER), *args] if TILLER.exists() else [sys.executable, "-m", "trainer", *args]
+    return [str(TILLER), *args] if TILLER.exists() else [sys.executable, "-m", "tiller", *args]
 
 
 def new_user_env(tmp_path: Path) -> tuple[dict[str, str], Path]:

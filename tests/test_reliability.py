@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from store import Run, RunNotFound, Store
-from trainer.live_config import (
+from tiller.store import Run, RunNotFound, Store
+from tiller.trainer.steering.live_config import (
     ChangeNote,
     live_config_path,
     parse_live_file,
@@ -25,7 +25,7 @@ TRAINER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from store import Store
+    from tiller.store import Store
     store = Store({runs!r})
     with store.start_run(model="mlp", dataset="digits", run_id={run_id!r}) as run:
         for step in range(1, {steps} + 1):

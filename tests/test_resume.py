@@ -11,21 +11,21 @@ import time
 import pytest
 import torch
 
-from store import Store
-from store.liveness import process_gone
+from tiller.store import Store
+from tiller.store.liveness import process_gone
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
-from trainer.checkpoint import restore_training, training_payload
-from trainer.cli import main
-from trainer.config import validate_config
-from trainer.live_config import live_config_path, parse_live_file, request_change, request_control
-from trainer.state import build_state
+from tiller.trainer.engine.checkpoint import restore_training, training_payload
+from tiller.trainer.cli.commands import main
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.steering.live_config import live_config_path, parse_live_file, request_change, request_control
+from tiller.trainer.engine.state import build_state
 
 SERIES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
 
 
 def resume_command(runs_dir, run_id: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "trainer", "resume", run_id, "--runs-dir", str(runs_dir)],
+    return subprocess.run([sys.executable, "-m", "tiller", "resume", run_id, "--runs-dir", str(runs_dir)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -12,12 +12,12 @@ import textwrap
 import sqlite_utils
 from streamlit.testing.v1 import AppTest
 
-from store import Store
-from store.migrations import MIGRATIONS, _add_run_trainer
-from store.paths import DB_FILENAME
+from tiller.store import Store
+from tiller.store.migrations import MIGRATIONS, _add_run_trainer
+from tiller.store.paths import DB_FILENAME
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 from tests.test_resume import kill_and_see_it_crashed, pause_mid_epoch, resume_command
-from trainer.checkpoint import checkpoint_path, load_checkpoint
+from tiller.trainer.engine.checkpoint import checkpoint_path, load_checkpoint
 
 OWN_LOOP = textwrap.dedent(
     """
@@ -66,7 +66,7 @@ def test_resume_refuses_a_run_of_the_users_own_loop_and_leaves_its_metrics(runs_
     assert not checkpoint_path(tmp_path / run_id, "last").exists()
 
     # Nor does tiller set send it a change that nothing would ever read.
-    sent = subprocess.run([sys.executable, "-m", "trainer", "set", run_id, "learning_rate=0.02",
+    sent = subprocess.run([sys.executable, "-m", "tiller", "set", run_id, "learning_rate=0.02",
                            "--runs-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert sent.returncode == 2 and "ran in a training loop of your own" in sent.stderr, sent.stderr
     assert "tiller resume" in sent.stderr and "run your script again" in sent.stderr

@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from store import Store
-from store.migrations import MIGRATIONS
+from tiller.store import Store
+from tiller.store.migrations import MIGRATIONS
 from tests.test_advisor_rules import advise, by_key, gap_growing
 from tests.test_dashboard import button, live_file, run_page, texts
-from trainer.advisor.checks import check_suggestions, combined_problems
-from trainer.advisor.context import adjustable_keys, context_payload
-from trainer.advisor.service import ask
-from trainer.advisor.types import Suggestion
-from trainer.cli import main
-from trainer.config import (
+from tiller.trainer.advisor.checks import check_suggestions, combined_problems
+from tiller.trainer.advisor.context import adjustable_keys, context_payload
+from tiller.trainer.advisor.service import ask
+from tiller.trainer.advisor.types import Suggestion
+from tiller.trainer.cli.commands import main
+from tiller.trainer.steering.config import (
     ConfigError, TrainConfig, check_run_hot_keys, describe_keys, frozen_violations, hot_keys, steerable_keys,
 )
-from trainer.live_config import LiveFile, render_live_file
-from trainer.review import review_edit
+from tiller.trainer.steering.live_config import LiveFile, render_live_file
+from tiller.trainer.steering.review import review_edit
 
 # What a small user loop reads: the example of the steering API.
 LOOP_KEYS = ["learning_rate", "batch_size", "num_epochs", "dropout_rate"]

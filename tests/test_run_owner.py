@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-from store import Store
-from store.liveness import HEARTBEAT_TIMEOUT_S
-from store.ownership import RunOwned, read_holder
+from tiller.store import Store
+from tiller.store.liveness import HEARTBEAT_TIMEOUT_S
+from tiller.store.ownership import RunOwned, read_holder
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 from tests.test_resume import SERIES, epochs_by_series, kill_and_see_it_crashed, pause_mid_epoch, resume_command
 
 HOLD_RUN = """
 import sys, time
-from store import Store
+from tiller.store import Store
 with Store(sys.argv[1]).start_run(model="mlp", dataset="digits", run_id="held") as run:
     print("holding", flush=True)
     time.sleep(600)
@@ -28,7 +28,7 @@ with Store(sys.argv[1]).start_run(model="mlp", dataset="digits", run_id="held") 
 
 HOLD_RUN_WITH_A_FORKED_WORKER = """
 import os, sys, time
-from store import Store
+from tiller.store import Store
 with Store(sys.argv[1]).start_run(model="mlp", dataset="digits", run_id="held") as run:
     worker = os.fork()  # as a DataLoader worker is started: no exec, every open file shared
     if worker == 0:
@@ -117,7 +117,7 @@ def test_two_resumes_started_at_once_train_the_run_once(tmp_path):
         proc.kill()
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "trainer", "resume", run_id, "--runs-dir", str(runs_dir)]
+    command = [sys.executable, "-m", "tiller", "resume", run_id, "--runs-dir", str(runs_dir)]
     resumes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     outputs = [(r.returncode, out, err) for r in resumes for out, err in [r.communicate(timeout=300)]]

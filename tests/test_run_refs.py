@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from store import RunNotFound, Store
-from store.paths import RUN_ID_MAX, make_run_id, run_dir_for
+from tiller.store import RunNotFound, Store
+from tiller.store.paths import RUN_ID_MAX, make_run_id, run_dir_for
 from tests.test_live_steering import ROOT
-from trainer.live_config import live_config_path
+from tiller.trainer.steering.live_config import live_config_path
 
 LONG_MODEL = "m" + "-_" * 98 + "-lp"  # 200 characters that still name the MLP ('-' and '_' are ignored in model names)
 ODD_MODELS = [
@@ -31,7 +31,7 @@ ODD_MODELS = [
 
 
 def tiller(runs_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tiller", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from store import Store
+from tiller.store import Store
 
 PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "runs.py"
 TIMEOUT_S = 30

@@ -1,4 +1,4 @@
-"""trainer.safe_text: untrusted text made inert for Markdown (by parsing) and for terminals.
+"""tiller.trainer.steering.safe_text: untrusted text made inert for Markdown (by parsing) and for terminals.
 
 Each output is parsed again with a CommonMark parser: whatever the input, nothing in it
 may load (image, raw HTML), link anywhere but http(s), or (for inline text) format at all.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from markdown_it import MarkdownIt
 
-from trainer.safe_text import (
+from tiller.trainer.steering.safe_text import (
     markdown_code, markdown_code_block, markdown_inline, safe_markdown, terminal_json, terminal_text,
 )
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from trainer.cli import main
-from trainer.config import validate_config
-from trainer.data import class_counts, load_data, train_loader, val_loader
+from tiller.trainer.cli.commands import main
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.data import class_counts, load_data, train_loader, val_loader
 
 
 def make(folder) -> str:

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from trainer.config import validate_config
-from trainer.schedule import Plateau, lr_at
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.steering.schedule import Plateau, lr_at
 
 STEPS = 10  # optimizer steps per epoch
 
@@ -64,8 +64,8 @@ def test_plateau_scale_only_counts_for_its_scheduler():
 
 
 def test_cosine_warmup_starts_slower_and_meets_the_linear_ramp_at_the_end():
-    from trainer.config import validate_config
-    from trainer.schedule import Plateau, lr_at
+    from tiller.trainer.steering.config import validate_config
+    from tiller.trainer.steering.schedule import Plateau, lr_at
 
     linear = validate_config({"warmup_enabled": True, "warmup_steps": 10, "learning_rate": 1.0})
     cosine = validate_config({"warmup_enabled": True, "warmup_steps": 10, "learning_rate": 1.0,

@@ -1,4 +1,4 @@
-"""dashboard.smoothing: bias-corrected EMA and moving-window mean, per run, gaps kept."""
+"""tiller.dashboard.smoothing: bias-corrected EMA and moving-window mean, per run, gaps kept."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.smoothing import Smoothing, ema, moving_mean, smooth_runs
+from tiller.dashboard.smoothing import Smoothing, ema, moving_mean, smooth_runs
 
 NAN = float("nan")
 

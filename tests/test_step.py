@@ -6,16 +6,16 @@ import math
 import pytest
 import torch
 
-from store import Store
-from trainer.appliers import apply_change
-from trainer.config import validate_config
-from trainer.live_config import LiveFile
-from trainer.distributed import World
-from trainer.job_steering import JobSteering
-from trainer.loop import EpochLoop, build_state
-from trainer.steer import Steering
-from trainer.review import review_edit
-from trainer.step import clip_gradients, ends_step, optimizer_steps_in, training_loss
+from tiller.store import Store
+from tiller.trainer.engine.appliers import apply_change
+from tiller.trainer.steering.config import validate_config
+from tiller.trainer.steering.live_config import LiveFile
+from tiller.trainer.engine.distributed import World
+from tiller.trainer.engine.job_steering import JobSteering
+from tiller.trainer.engine.loop import EpochLoop, build_state
+from tiller.trainer.steering.steer import Steering
+from tiller.trainer.steering.review import review_edit
+from tiller.trainer.engine.step import clip_gradients, ends_step, optimizer_steps_in, training_loss
 
 
 def test_accumulation_steps_after_every_nth_batch_and_the_last():
@@ -120,7 +120,7 @@ def test_optimizer_switch_and_betas_mid_run(tmp_path):
 
 
 def test_nesterov_without_momentum_is_refused():
-    from trainer.config import ConfigError
+    from tiller.trainer.steering.config import ConfigError
 
     with pytest.raises(ConfigError, match="nesterov needs momentum > 0"):
         validate_config({"optimizer": "SGD", "nesterov": True, "momentum": 0.0})
@@ -147,7 +147,7 @@ def test_early_stopping_switched_on_mid_run_restores_the_best_weights(tmp_path):
 
 
 def test_early_stopping_waits_for_patience():
-    from trainer.early_stop import EarlyStopping
+    from tiller.trainer.engine.early_stop import EarlyStopping
 
     config = validate_config({"early_stopping": True, "early_stopping_patience": 3})
     stop, model = EarlyStopping(), torch.nn.Linear(1, 1)

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from store import HEARTBEAT_TIMEOUT_S, RunNotFound, Store
-from store.db import connect
-from store.migrations import MIGRATIONS
+from tiller.store import HEARTBEAT_TIMEOUT_S, RunNotFound, Store
+from tiller.store.db import connect
+from tiller.store.migrations import MIGRATIONS
 
 
 def test_open_creates_schema_in_wal_mode(store):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from store import Store
+from tiller.store import Store
 from tests.test_live_steering import ROOT, epochs_logged, only_run, start_trainer, wait_for
 
 PAGES = ROOT / "dashboard" / "app_pages"
@@ -27,7 +27,7 @@ PAGE_TIMEOUT_S = 30
 
 
 def tiller(runs_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tiller", *args, "--runs-dir", str(runs_dir)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from store import Store
-from store.migrations import MIGRATIONS
-from store.writer import MetricWriter
+from tiller.store import Store
+from tiller.store.migrations import MIGRATIONS
+from tiller.store.writer import MetricWriter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,7 +153,7 @@ CRASHING_TRAINER = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from store import Store
+    from tiller.store import Store
     store = Store({runs!r})
     with store.start_run(model="mlp", dataset="digits", run_id="crash") as run:
         for epoch in (1, 2, 3):

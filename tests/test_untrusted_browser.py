@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from store import Store
+from tiller.store import Store
 from tests.hostile import RUN, seed_hostile_runs
 from tests.test_dashboard_restart import free_port, healthy
 
@@ -79,7 +79,7 @@ def dashboard(tmp_path, recorder):
     seed_hostile_runs(store, recorder.address)
     store.close()
     port, log = free_port(), open(tmp_path / "dashboard.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", "dashboard", "--runs-dir", str(runs_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "tiller", "dashboard", "--runs-dir", str(runs_dir),
                              "--port", str(port), "--no-browser"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -1,7 +1,7 @@
 """The CLI prints untrusted text (run names, reasons, events, advice) without letting it drive the
 terminal, and change reports carry nothing a Markdown viewer would load or run.
 
-The real CLI runs as a subprocess (``python -m trainer``) against a store seeded with hostile
+The real CLI runs as a subprocess (``python -m tiller``) against a store seeded with hostile
 text (tests/hostile.py); ``tiller suggest`` gets a hostile analysis from the fake Anthropic API.
 """
 
@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 from markdown_it import MarkdownIt
 
-from store import Store
+from tiller.store import Store
 from tests.anthropic_fake import FakeAnthropic, Reply, tool_message
 from tests.hostile import RICH_MARKUP, RUN, TERMINAL, markdown_payloads, seed_hostile_runs
-from trainer.advisor.report import render_report
+from tiller.trainer.advisor.report import render_report
 
 TRAP = "127.0.0.1:9"
 # What a terminal acts on: C0 controls but tab and newline (ESC, BEL, CR, BS…), DEL, C1, bidi controls.
@@ -36,7 +36,7 @@ def runs_dir(tmp_path_factory):
 
 
 def tiller(runs_dir, *argv, env: dict | None = None) -> str:
-    result = subprocess.run([sys.executable, "-m", "trainer", "--runs-dir", str(runs_dir), *argv],
+    result = subprocess.run([sys.executable, "-m", "tiller", "--runs-dir", str(runs_dir), *argv],
                             capture_output=True, timeout=120, env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stderr.decode()
     text = result.stdout.decode("utf-8")
@@ -60,7 +60,7 @@ def test_json_output_keeps_the_data(runs_dir):
 def test_the_terminal_table_shows_names_as_text_not_markup(runs_dir):
     """FORCE_COLOR makes rich draw its coloured table into the pipe: its own colour codes are fine,
     the name's sequences and markup are not."""
-    result = subprocess.run([sys.executable, "-m", "trainer", "--runs-dir", str(runs_dir), "runs"],
+    result = subprocess.run([sys.executable, "-m", "tiller", "--runs-dir", str(runs_dir), "runs"],
                             capture_output=True, timeout=120, env={**os.environ, "FORCE_COLOR": "1", "COLUMNS": "400"})
     out = result.stdout.decode("utf-8")
     assert "\x1b[3" in out  # rich's colours: a terminal table was drawn
@@ -124,7 +124,7 @@ def test_the_training_display_prints_lines_inert():
 
     from rich.console import Console
 
-    from trainer.progress import LineReporter, LiveReporter
+    from tiller.trainer.engine.progress import LineReporter, LiveReporter
 
     line = "v2 applied: " + TERMINAL.replace("TRAP", TRAP) + " :smile:"
     screen = StringIO()
@@ -140,7 +140,7 @@ def test_the_training_display_prints_lines_inert():
 
 def test_error_messages_quote_untrusted_text_inert(capsys):
     # fail() quotes names, keys and values taken from files and the store: they must not drive the terminal.
-    from trainer import cli
+    from tiller.trainer.cli import commands as cli
 
     with pytest.raises(SystemExit):
         cli.fail(f"unknown key {TERMINAL}")

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from trainer.live_config import render_live_file, request_control, write_atomic
-from trainer.watcher import ConfigWatcher
+from tiller.trainer.steering.live_config import render_live_file, request_control, write_atomic
+from tiller.trainer.steering.watcher import ConfigWatcher
 
 
 def wait_until(condition, timeout=5.0):

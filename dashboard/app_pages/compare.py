@@ -6,13 +6,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, hyperparameter_charts
-from dashboard.display import md_escape, run_labels, wait_for_first_run
-from dashboard.downsample import METHOD_NOTES
-from dashboard.eval_side_by_side import side_by_side
-from dashboard.smoothing import Smoothing
-from dashboard.tables import config_diff_table, final_metrics_table
-from trainer.safe_text import markdown_code
+from tiller.dashboard import charts, data, hyperparameter_charts
+from tiller.dashboard.display import md_escape, run_labels, wait_for_first_run
+from tiller.dashboard.downsample import METHOD_NOTES
+from tiller.dashboard.eval_side_by_side import side_by_side
+from tiller.dashboard.smoothing import Smoothing
+from tiller.dashboard.tables import config_diff_table, final_metrics_table
+from tiller.trainer.steering.safe_text import markdown_code
 
 MAX_RUNS = 50  # more lines than this cannot be told apart on one chart
 # The metrics offered, most useful first; only those the chosen runs logged are listed.

@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, eval_charts, eval_metrics, probe_panels
-from dashboard.eval_views import (
+from tiller.dashboard import data, eval_charts, eval_metrics, probe_panels
+from tiller.dashboard.eval_views import (
     best_epoch, binary_view, confidence_view, confusion_view, curves_view, detection, hard_samples,
     kappa_and_deferral, per_class_view, report_view, scenarios, severity_error,
 )
-from dashboard.display import epochs_done, is_live, md_escape, wait_for_first_run
-from dashboard.labels import short_label, text_columns
-from dashboard.run_picker import pick_run
-from store.store import OWN_LOOP
+from tiller.dashboard.display import epochs_done, is_live, md_escape, wait_for_first_run
+from tiller.dashboard.labels import short_label, text_columns
+from tiller.dashboard.run_picker import pick_run
+from tiller.store.store import OWN_LOOP
 
 DEFAULT_HARD_SAMPLES = 10
 TABS = ["Report & summary", "Confusion matrices", "ROC & PR", "Per class", "Clinical utility",
@@ -149,7 +149,7 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
 def show_thumbnails(run_id: str, samples: pd.DataFrame) -> None:
     """The images (or texts) of ``samples`` (validation ``index`` and ``sample`` id per row).
 
-    They come from reloading the run's model and data (``trainer.probe``), which takes
+    They come from reloading the run's model and data (``tiller.trainer.engine.probe``), which takes
     seconds the first time, so only when asked for.
     """
     if not st.toggle("Show the samples", key=f"eval_show_{run_id}_{samples['index'].iloc[0]}",

@@ -17,16 +17,16 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
-from dashboard.advisor_panel import advisor_section, reports_section, revert_controls
-from dashboard.display import (
+from tiller.dashboard import charts, data
+from tiller.dashboard.advisor_panel import advisor_section, reports_section, revert_controls
+from tiller.dashboard.display import (
     ended_explanation, epochs_done, is_live, local_time, md_escape, progress_line, status_label, user_timezone,
     wait_for_first_run, zone_note,
 )
-from dashboard.run_picker import pick_run
-from dashboard.steering_widgets import control_buttons, show_pending, steering_form
-from dashboard.tables import config_table, events_markdown, in_force_table, versions_table
-from trainer.live_config import pending_edit
+from tiller.dashboard.run_picker import pick_run
+from tiller.dashboard.steering_widgets import control_buttons, show_pending, steering_form
+from tiller.dashboard.tables import config_table, events_markdown, in_force_table, versions_table
+from tiller.trainer.steering.live_config import pending_edit
 
 STATUS_COLORS = {"running": "green", "paused": "orange", "finished": "blue", "failed": "red",
                  "stopped": "gray", "crashed": "red"}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data
-from dashboard.display import empty_state, start_commands, is_live, md_escape, user_timezone, zone_note
-from dashboard.tables import runs_table
+from tiller.dashboard import data
+from tiller.dashboard.display import empty_state, start_commands, is_live, md_escape, user_timezone, zone_note
+from tiller.dashboard.tables import runs_table
 
 COLUMNS = {
     "open": st.column_config.LinkColumn("run", help="Open the run's page", display_text=r"run\?run=(.*)"),

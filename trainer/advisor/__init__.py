@@ -1,6 +1,6 @@
 """The advisor: suggestions for a running run, from Claude or from offline rules.
 
-    from trainer.advisor import ask, apply_advice
+    from tiller.trainer.advisor import ask, apply_advice
     advice = ask(store, run_id, "why is val loss rising?", offline=True)
     apply_advice(store, advice, [1, 2])   # applied at the run's next epoch
 
@@ -10,10 +10,10 @@ each suggestion), ``service`` (ask / apply / revert), ``report`` (seed 003's
 adjustment report), ``autopilot`` (asking and applying within the user's limits).
 """
 
-from trainer.advisor.service import (
+from tiller.trainer.advisor.service import (
     AdviceRecord, Advisor, apply_advice, ask, choose_advisor, load_advice, revert_version, run_advice,
 )
-from trainer.advisor.types import Advice, AdvisorError, CheckedSuggestion, Suggestion
+from tiller.trainer.advisor.types import Advice, AdvisorError, CheckedSuggestion, Suggestion
 
 __all__ = ["Advice", "AdviceRecord", "Advisor", "AdvisorError", "CheckedSuggestion", "Suggestion", "apply_advice",
            "ask", "choose_advisor", "load_advice", "revert_version", "run_advice"]

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from store import Store
-from trainer.advisor.redact import redact
-from trainer.advisor.service import AdviceRecord, apply_advice, ask
-from trainer.advisor.types import AdvisorError, CheckedSuggestion
-from trainer.config import TrainConfig
-from trainer.live_config import live_config_path, read_live_file
+from tiller.store import Store
+from tiller.trainer.advisor.redact import redact
+from tiller.trainer.advisor.service import AdviceRecord, apply_advice, ask
+from tiller.trainer.advisor.types import AdvisorError, CheckedSuggestion
+from tiller.trainer.steering.config import TrainConfig
+from tiller.trainer.steering.live_config import live_config_path, read_live_file
 
 LR_KEYS = ("learning_rate", "min_lr")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Collection, Iterable, Mapping
 
-from trainer.advisor.types import CheckedSuggestion, Suggestion
-from trainer.config import (
+from tiller.trainer.advisor.types import CheckedSuggestion, Suggestion
+from tiller.trainer.steering.config import (
     ConfigError, TrainConfig, autopilot_keys, hot_keys, steerable_keys, unknown_key_message, unsteered_key_message,
     validate_config,
 )
-from trainer.live_config import LiveFile
-from trainer.review import review_edit
+from tiller.trainer.steering.live_config import LiveFile
+from tiller.trainer.steering.review import review_edit
 
 
 def check_suggestions(

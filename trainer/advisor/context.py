@@ -16,8 +16,8 @@ from typing import Any, Collection
 
 import numpy as np
 
-from store import Store
-from trainer.config import TrainConfig, autopilot_keys, describe_keys, steerable_keys
+from tiller.store import Store
+from tiller.trainer.steering.config import TrainConfig, autopilot_keys, describe_keys, steerable_keys
 
 # Metrics of each epoch that an advisor sees, in this order.
 # A long run's history is thinned before it is sent: every epoch of the recent

@@ -16,9 +16,9 @@ import os
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
-from trainer.advisor.context import RunContext, context_payload
-from trainer.advisor.redact import redact, redact_data, secret_values
-from trainer.advisor.types import TOOL, TOOL_NAME, Advice, AdvisorError, Suggestion, parse_tool_input
+from tiller.trainer.advisor.context import RunContext, context_payload
+from tiller.trainer.advisor.redact import redact, redact_data, secret_values
+from tiller.trainer.advisor.types import TOOL, TOOL_NAME, Advice, AdvisorError, Suggestion, parse_tool_input
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 MODEL_ENV = "TILLER_LLM_MODEL"

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from store import Store
-from trainer.advisor.service import load_advice, split_change_id
-from trainer.live_config import write_atomic
-from trainer.safe_text import markdown_code, markdown_code_block, markdown_inline, safe_markdown
+from tiller.store import Store
+from tiller.trainer.advisor.service import load_advice, split_change_id
+from tiller.trainer.steering.live_config import write_atomic
+from tiller.trainer.steering.safe_text import markdown_code, markdown_code_block, markdown_inline, safe_markdown
 
 REPORTS_DIRNAME = "reports"
 METRIC_ORDER = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "train/grad_norm",

@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any, Callable
 
-from trainer.advisor.context import RunContext
-from trainer.advisor.types import Advice, Suggestion
-from trainer.config import TrainConfig, key_bounds
+from tiller.trainer.advisor.context import RunContext
+from tiller.trainer.advisor.types import Advice, Suggestion
+from tiller.trainer.steering.config import TrainConfig, key_bounds
 
 NAME = "offline rules"
 

@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Protocol
 
-from store import LIVE_STATUSES, Store
-from trainer.advisor.checks import check_suggestions, combined_problems
-from trainer.advisor.context import RunContext, build_context
-from trainer.advisor.llm import ClaudeAdvisor, has_key
-from trainer.advisor.rules import RuleAdvisor
-from trainer.advisor.types import Advice, AdvisorError, CheckedSuggestion
-from trainer.live_config import live_config_path, request_change
+from tiller.store import LIVE_STATUSES, Store
+from tiller.trainer.advisor.checks import check_suggestions, combined_problems
+from tiller.trainer.advisor.context import RunContext, build_context
+from tiller.trainer.advisor.llm import ClaudeAdvisor, has_key
+from tiller.trainer.advisor.rules import RuleAdvisor
+from tiller.trainer.advisor.types import Advice, AdvisorError, CheckedSuggestion
+from tiller.trainer.steering.live_config import live_config_path, request_change
 
 ASKERS = ("user", "cli", "autopilot")
 

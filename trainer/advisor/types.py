@@ -3,7 +3,7 @@
 The shape is seed 003's JSON: an analysis in Markdown and a list of
 suggestions, each ``{"parameter", "current_value", "suggested_value", "reason"}``.
 Whatever produced it, an advisor's output is data: it is parsed here, checked
-against the trainer's schema (``trainer.advisor.checks``) and never executed.
+against the trainer's schema (``tiller.trainer.advisor.checks``) and never executed.
 """
 
 from __future__ import annotations

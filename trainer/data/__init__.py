@@ -13,15 +13,15 @@ warns with the count and the first few.
 
 from __future__ import annotations
 
-from trainer.data.base import DataError, DataSplit
-from trainer.data.detect import EXPECTED, LAYOUTS, detect_dataset
-from trainer.data.digits import load_digits_split
-from trainer.data.image_folder import load_image_folder
-from trainer.data.imdb_npz import load_imdb_npz
-from trainer.data.loaders import balanced_class_weights, class_counts, train_loader, val_loader
-from trainer.data.mnist import load_mnist
-from trainer.data.paths import resolve_data_dir
-from trainer.data.text_csv import load_text_csv
+from tiller.trainer.data.base import DataError, DataSplit
+from tiller.trainer.data.detect import EXPECTED, LAYOUTS, detect_dataset
+from tiller.trainer.data.digits import load_digits_split
+from tiller.trainer.data.image_folder import load_image_folder
+from tiller.trainer.data.imdb_npz import load_imdb_npz
+from tiller.trainer.data.loaders import balanced_class_weights, class_counts, train_loader, val_loader
+from tiller.trainer.data.mnist import load_mnist
+from tiller.trainer.data.paths import resolve_data_dir
+from tiller.trainer.data.text_csv import load_text_csv
 
 LOADERS = {
     "image_folder": load_image_folder,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.data import image_folder, imdb_npz, mnist, text_csv
-from trainer.data.base import DataError
-from trainer.data.image_folder import class_folders, describe_files, image_files, names, split_folder_hint
-from trainer.data.mnist import has_idx_files
-from trainer.data.paths import files_with_suffix, visible_children
+from tiller.trainer.data import image_folder, imdb_npz, mnist, text_csv
+from tiller.trainer.data.base import DataError
+from tiller.trainer.data.image_folder import class_folders, describe_files, image_files, names, split_folder_hint
+from tiller.trainer.data.mnist import has_idx_files
+from tiller.trainer.data.paths import files_with_suffix, visible_children
 
 LAYOUTS = {
     "image_folder": image_folder.LAYOUT,

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from trainer.data.base import DataSplit
-from trainer.data.resize import resize_square
-from trainer.data.split import split_images
+from tiller.trainer.data.base import DataSplit
+from tiller.trainer.data.resize import resize_square
+from tiller.trainer.data.split import split_images
 
 NATIVE_SIZE = 8
 

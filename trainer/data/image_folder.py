@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from trainer.data.base import DataError, DataSplit
-from trainer.data.paths import visible_children
-from trainer.data.split import split_images
+from tiller.trainer.data.base import DataError, DataSplit
+from tiller.trainer.data.paths import visible_children
+from tiller.trainer.data.split import split_images
 
 LAYOUT = "a folder of class folders of images (data_dir/<class name>/*.jpg)"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

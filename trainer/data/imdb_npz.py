@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.base import DataError, DataSplit
-from trainer.data.paths import the_file
-from trainer.data.sequences import FIRST_WORD, OOV, START, pad_sequences, split_sequences
-from trainer.data.split import stratified_split
+from tiller.trainer.data.base import DataError, DataSplit
+from tiller.trainer.data.paths import the_file
+from tiller.trainer.data.sequences import FIRST_WORD, OOV, START, pad_sequences, split_sequences
+from tiller.trainer.data.split import stratified_split
 
 LAYOUT = "a Keras imdb.npz (x_train, y_train, x_test, y_test) or the folder holding it"
 KEYS = ("x_train", "y_train", "x_test", "y_test")

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset, WeightedRandomSampler
 
-from trainer.data.base import DataSplit
+from tiller.trainer.data.base import DataSplit
 
 
 def train_loader(data: DataSplit, batch_size: int, seed: int, epoch: int, oversample: bool = False,

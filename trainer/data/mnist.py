@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.data.base import DataError, DataSplit
-from trainer.data.paths import visible_children
-from trainer.data.resize import resize_square
-from trainer.data.split import split_images
+from tiller.trainer.data.base import DataError, DataSplit
+from tiller.trainer.data.paths import visible_children
+from tiller.trainer.data.resize import resize_square
+from tiller.trainer.data.split import split_images
 
 LAYOUT = ("a folder of MNIST IDX files (train-images-idx3-ubyte and train-labels-idx1-ubyte, optionally "
           "t10k-*, each may be .gz)")

@@ -6,7 +6,7 @@ import difflib
 import re
 from pathlib import Path
 
-from trainer.data.base import DataError
+from tiller.trainer.data.base import DataError
 
 WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 # Not data: what macOS adds to zip files (resource forks) and what Windows Explorer leaves in

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from trainer.data.base import DataSplit
+from tiller.trainer.data.base import DataSplit
 
 PAD, START, OOV = 0, 1, 2
 FIRST_WORD = 3

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from trainer.data.base import DataError, DataSplit, ImageTensors
+from tiller.trainer.data.base import DataError, DataSplit, ImageTensors
 
 
 def stratified_split(labels: np.ndarray, class_names: list[str], val_split: float,

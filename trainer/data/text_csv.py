@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainer.data.base import DataError, DataSplit
-from trainer.data.paths import the_file
-from trainer.data.sequences import build_vocab, encode, pad_sequences, split_sequences, tokenize
-from trainer.data.split import stratified_split
+from tiller.trainer.data.base import DataError, DataSplit
+from tiller.trainer.data.paths import the_file
+from tiller.trainer.data.sequences import build_vocab, encode, pad_sequences, split_sequences, tokenize
+from tiller.trainer.data.split import stratified_split
 
 LAYOUT = "a .csv file with a header row text,label (or the folder holding it)"
 TEXT_COLUMNS = ("text", "review")
