@@ -106,6 +106,9 @@ def test_pause_resume_and_stop_from_the_cli_get_through_a_bad_file_standing(tmp_
     at = epochs_logged(store, run_id)
     wait_for(lambda: epochs_logged(store, run_id) >= at + 1, "training goes on", proc, WAIT_S)
 
+    # Paused again, so that no epoch boundary sets the folder aside before the CLI meets it.
+    assert tiller(runs_dir, "pause", run_id).returncode == 0
+    wait_for(lambda: store.run(run_id)["status"] == "paused", "the second pause", proc, WAIT_S)
     save_folder(config_path)
     stopped = tiller(runs_dir, "stop", run_id)
     assert stopped.returncode == 0 and "is a folder, not a config file" in stopped.stderr, stopped.stderr
